@@ -1,0 +1,3 @@
+"""Python API mirroring the CLI."""
+
+__all__: list[str] = []

@@ -1,0 +1,50 @@
+"""``condpretrain`` command line: subcommands only; the work happens in the API.
+
+Each command group lives in its own module with a ``register(subparsers)`` function.
+Known problems (:class:`CondPretrainError`) become one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from condpretrain import __version__
+from condpretrain.cli import downstream, experiment, select, train
+from condpretrain.errors import CondPretrainError
+from condpretrain.log import configure_cli_logging
+
+COMMAND_GROUPS = (select, train, experiment, downstream)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="condpretrain",
+        description="Conditional pre-training: score a source pool for a target, select, "
+                    "pre-train, fine-tune, report.",
+    )
+    parser.add_argument("--version", action="version", version=f"condpretrain {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for group in COMMAND_GROUPS:
+        group.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_cli_logging(args.verbose)
+    try:
+        return int(args.handler(args) or 0)
+    except CondPretrainError as exc:
+        print(f"condpretrain {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"condpretrain {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

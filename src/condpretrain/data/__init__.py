@@ -1,0 +1,1 @@
+"""Where images come from (pools, targets, manifests) and how they are decoded."""

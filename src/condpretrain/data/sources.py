@@ -1,0 +1,236 @@
+"""Image collections as one columnar index: ImageFolder, CSV manifests, flat folders.
+
+A *pool* is any number of sources unioned, each image keeping its pool's name. A
+*target* has a train split (labelled or not) and optionally a test split. Only paths
+and labels are held in memory; pixels are decoded on demand by
+:class:`~condpretrain.data.images.ImageDataset`.
+
+Accepted layouts (the spec's ``PATH`` may be prefixed with ``NAME=`` to name a pool):
+
+* ``ROOT/<class>/<image>``           - torchvision ImageFolder (a labelled pool)
+* ``ROOT/{train,test|val}/<class>/<image>`` - a labelled target with its splits
+* ``ROOT/<image>``                   - a flat, unlabelled folder (e.g. VOC's JPEGImages)
+* ``manifest.csv`` with header ``path,label[,split]``, paths relative to the CSV's folder
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from condpretrain.atomic import atomic_open
+from condpretrain.data.images import is_image_file
+from condpretrain.errors import CondPretrainError
+
+TEST_SPLIT_NAMES = ("test", "val")
+
+
+@dataclass
+class ImageIndex:
+    """Paths, labels ("" when unlabelled) and pool names, aligned by position."""
+
+    paths: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    pools: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def labelled(self) -> bool:
+        return len(self) > 0 and all(self.labels)
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted({label for label in self.labels if label})
+
+    def label_ids(self, classes: list[str] | None = None) -> np.ndarray:
+        """Integer labels against ``classes`` (default: this index's own); -1 if unknown."""
+        lookup = {name: i for i, name in enumerate(classes or self.classes)}
+        return np.array([lookup.get(label, -1) for label in self.labels], dtype=np.int64)
+
+    def take(self, indices: np.ndarray | list[int]) -> ImageIndex:
+        return ImageIndex(
+            [self.paths[i] for i in indices],
+            [self.labels[i] for i in indices],
+            [self.pools[i] for i in indices],
+        )
+
+    @staticmethod
+    def concat(parts: list[ImageIndex]) -> ImageIndex:
+        merged = ImageIndex()
+        for part in parts:
+            merged.paths += part.paths
+            merged.labels += part.labels
+            merged.pools += part.pools
+        return merged
+
+
+@dataclass
+class Target:
+    name: str
+    train: ImageIndex
+    test: ImageIndex | None = None
+
+    @property
+    def labelled(self) -> bool:
+        return self.train.labelled
+
+
+def parse_spec(spec: str) -> tuple[str, Path]:
+    """``NAME=PATH`` or ``PATH`` (the name is then the folder's or file's stem)."""
+    name, sep, path = spec.partition("=")
+    if sep and name and not os.path.exists(spec):
+        return name, Path(path)
+    path = Path(spec)
+    return (path.stem if path.suffix.lower() == ".csv" else path.name) or "pool", path
+
+
+def open_pool(specs: list[str] | str, option: str = "--source") -> ImageIndex:
+    """Union of every source in ``specs``; each image keeps its pool's name."""
+    specs = [specs] if isinstance(specs, str) else list(specs)
+    if not specs:
+        raise CondPretrainError(f"{option}: give at least one image pool")
+    parts, seen = [], set()
+    for spec in specs:
+        name, path = parse_spec(spec)
+        if name in seen:
+            raise CondPretrainError(
+                f"{option}: two pools are named {name!r}; name them apart with NAME=PATH"
+            )
+        seen.add(name)
+        parts.append(_read_source(path, name, option, splits=None))
+    return ImageIndex.concat(parts)
+
+
+def open_target(spec: str, option: str = "--target") -> Target:
+    """A target dataset: its train split, and its test (or val) split when it has one."""
+    name, path = parse_spec(spec)
+    _require_exists(path, option)
+    if path.is_dir() and (path / "train").is_dir():
+        train = _read_folder(path / "train", name, option)
+        test_dir = next((path / s for s in TEST_SPLIT_NAMES if (path / s).is_dir()), None)
+        test = _read_folder(test_dir, name, option) if test_dir else None
+        return Target(name, train, test)
+    if path.is_file():
+        train = _read_source(path, name, option, splits=("train", ""))
+        test = _read_source(path, name, option, splits=TEST_SPLIT_NAMES, allow_empty=True)
+        return Target(name, train, test if len(test) else None)
+    return Target(name, _read_folder(path, name, option))
+
+
+def write_index_csv(path: str | Path, index: ImageIndex, **columns: np.ndarray) -> None:
+    """``path,label,pool[,extra...]`` - the format of pool.csv and subset.csv."""
+    with atomic_open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "pool", *columns])
+        extras = list(columns.values())
+        for i in range(len(index)):
+            writer.writerow([index.paths[i], index.labels[i], index.pools[i],
+                             *(_csv_value(column[i]) for column in extras)])
+
+
+def read_index_csv(path: str | Path, option: str = "--subset") -> ImageIndex:
+    """Read back a pool.csv / subset.csv written by :func:`write_index_csv`."""
+    path = Path(path)
+    _require_exists(path, option)
+    rows = _read_csv_rows(path, required=("path", "label", "pool"))
+    return ImageIndex([r["path"] for r in rows], [r["label"] for r in rows],
+                      [r["pool"] for r in rows])
+
+
+def _read_source(
+    path: Path, name: str, option: str, splits: tuple[str, ...] | None, allow_empty: bool = False
+) -> ImageIndex:
+    _require_exists(path, option)
+    if path.is_dir():
+        return _read_folder(path, name, option)
+    if path.suffix.lower() != ".csv":
+        raise CondPretrainError(f"{option}: {path} is neither a folder nor a .csv manifest")
+    return _read_manifest(path, name, splits, allow_empty)
+
+
+def _read_folder(root: Path, name: str, option: str) -> ImageIndex:
+    """ImageFolder when class sub-folders hold images, else a flat unlabelled folder."""
+    class_dirs = sorted(e for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    index = ImageIndex()
+    for entry in class_dirs:
+        for image_path in _walk_images(entry.path):
+            index.paths.append(image_path)
+            index.labels.append(entry.name)
+    if not index.paths:
+        index.paths = [e.path for e in sorted(os.scandir(root), key=lambda e: e.name)
+                       if e.is_file() and is_image_file(e.name)]
+        index.labels = [""] * len(index.paths)
+    if not index.paths:
+        raise CondPretrainError(
+            f"{option}: no images found in {root} "
+            "(expected ROOT/<class>/<image>, ROOT/train/<class>/<image> or a flat image folder)"
+        )
+    index.pools = [name] * len(index.paths)
+    return index
+
+
+def _walk_images(folder: str) -> list[str]:
+    found = []
+    for current, dirs, files in os.walk(folder, followlinks=True):
+        dirs.sort()
+        found.extend(os.path.join(current, f) for f in sorted(files) if is_image_file(f))
+    return found
+
+
+def _read_manifest(
+    path: Path, name: str, splits: tuple[str, ...] | None, allow_empty: bool
+) -> ImageIndex:
+    rows = _read_csv_rows(path, required=("path", "label"))
+    base = path.parent
+    index = ImageIndex()
+    for row in rows:
+        if splits is not None and row.get("split", "").strip().lower() not in splits:
+            continue
+        index.paths.append(str(base / row["path"]))
+        index.labels.append(row["label"].strip())
+    if not index.paths and not allow_empty:
+        wanted = f" with split in {splits}" if splits else ""
+        raise CondPretrainError(f"{path}: the manifest lists no images{wanted}")
+    index.pools = [name] * len(index.paths)
+    return index
+
+
+def _read_csv_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = [h.strip() for h in reader.fieldnames or []]
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise CondPretrainError(
+                    f"{path}: the header must name the columns {','.join(required)} "
+                    f"(missing: {', '.join(missing)})"
+                )
+            reader.fieldnames = header
+            rows = []
+            for row in reader:
+                if not row.get("path"):
+                    raise CondPretrainError(f"{path}, line {reader.line_num}: empty path")
+                rows.append({k: (v or "") for k, v in row.items() if k is not None})
+            return rows
+    except UnicodeDecodeError:
+        raise CondPretrainError(f"{path}: not a UTF-8 text CSV file") from None
+    except csv.Error as exc:
+        raise CondPretrainError(f"{path}: malformed CSV ({exc})") from None
+
+
+def _require_exists(path: Path, option: str) -> None:
+    if not path.exists():
+        raise CondPretrainError(f"{option}: no such file or folder: {path}")
+
+
+def _csv_value(value: object) -> str:
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value)

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from imagegen import make_image_folder, make_target  # noqa: E402
+
+# Deterministic and light on a 2-core machine.
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def two_part_pool(tmp_path: Path) -> Path:
+    """A pool made of two visually distinct parts: warm stripes and cold noise (2 classes each)."""
+    return make_image_folder(
+        tmp_path / "pool",
+        {"stripes_a": "stripes", "stripes_b": "stripes", "noise_a": "noise", "noise_b": "noise"},
+        per_class=24,
+    )
+
+
+@pytest.fixture
+def stripes_target(tmp_path: Path) -> Path:
+    """A labelled target that resembles the pool's stripes part (two classes by structure)."""
+    return make_target(tmp_path / "target", {"warm": "stripes", "ring": "rings"}, train=16, test=8)
