@@ -93,6 +93,27 @@ def train_transform(resolution: int) -> v2.Compose:
     ])
 
 
+class PathTable:
+    """Paths packed in one UTF-8 buffer plus offsets.
+
+    A list of a million Python strings is copied page by page into every DataLoader
+    worker as reference counts are touched; two numpy arrays are shared for free.
+    """
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        encoded = [p.encode("utf-8") for p in paths]
+        self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=self._offsets[1:])
+        self._blob = np.frombuffer(b"".join(encoded), dtype=np.uint8) if encoded else np.zeros(0, np.uint8)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, index: int) -> str:
+        start, end = self._offsets[index], self._offsets[index + 1]
+        return self._blob[start:end].tobytes().decode("utf-8")
+
+
 class ImageDataset(Dataset):
     """Decodes ``paths`` lazily; yields ``(image, label, index, error)``.
 
@@ -107,8 +128,8 @@ class ImageDataset(Dataset):
         labels: Sequence[int] | np.ndarray | None = None,
         max_pixels: int = 178_956_970,
     ) -> None:
-        self.paths = paths
-        self.labels = labels
+        self.paths = PathTable(paths)
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.transform = transform
         self.max_pixels = max_pixels
         self._placeholder: torch.Tensor | None = None

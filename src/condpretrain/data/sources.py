@@ -156,7 +156,8 @@ def _read_source(
 
 def _read_folder(root: Path, name: str, option: str) -> ImageIndex:
     """ImageFolder when class sub-folders hold images, else a flat unlabelled folder."""
-    class_dirs = sorted(e for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    class_dirs = sorted((e for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")),
+                        key=lambda e: e.name)
     index = ImageIndex()
     for entry in class_dirs:
         for image_path in _walk_images(entry.path):

@@ -1,0 +1,114 @@
+"""The Scorer interface, its registry, and the streamed pass over a pool.
+
+A method is one small class: ``fit(target)`` learns what the target looks like,
+``score(pool)`` returns one float32 per pool image, higher = more relevant, NaN for a
+file that could not be read. New methods plug in with ``@register_scorer``; nothing
+else in the tool names a method.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from condpretrain.config import SelectConfig
+from condpretrain.data.images import ImageDataset, eval_transform
+from condpretrain.data.sources import ImageIndex, Target
+from condpretrain.device import autocast, to_device
+from condpretrain.errors import CondPretrainError
+from condpretrain.log import get_logger, progress_bar
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ScoringContext:
+    """What every scorer shares: settings, device, caches, and what it reports back."""
+
+    config: SelectConfig
+    device: torch.device
+    cache_dir: Path
+    models_used: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # path -> reason
+
+
+class Scorer(ABC):
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    needs_target_labels: ClassVar[bool] = False
+
+    def __init__(self, context: ScoringContext) -> None:
+        self.context = context
+
+    def check_target(self, target: Target) -> None:
+        if self.needs_target_labels and not target.labelled:
+            raise CondPretrainError(
+                f"method {self.name!r} needs a labelled target (ROOT/train/<class>/... or a "
+                f"manifest with labels); {target.name!r} is unlabelled"
+            )
+
+    @abstractmethod
+    def fit(self, target: Target) -> None:
+        """Learn from the target (train a model, cluster features, ...)."""
+
+    @abstractmethod
+    def score(self, pool: ImageIndex) -> np.ndarray:
+        """One float32 per pool image; higher = more relevant; NaN = unreadable."""
+
+
+SCORERS: dict[str, type[Scorer]] = {}
+
+
+def register_scorer(cls: type[Scorer]) -> type[Scorer]:
+    if cls.name in SCORERS:
+        raise ValueError(f"scoring method {cls.name!r} registered twice")
+    SCORERS[cls.name] = cls
+    return cls
+
+
+def create_scorer(name: str, context: ScoringContext) -> Scorer:
+    if name not in SCORERS:
+        raise CondPretrainError(
+            f"--method: unknown method {name!r} (known: {', '.join(sorted(SCORERS))})"
+        )
+    return SCORERS[name](context)
+
+
+def map_images(
+    index: ImageIndex,
+    context: ScoringContext,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    width: int,
+    desc: str,
+) -> np.ndarray:
+    """Run ``fn`` over every image of ``index`` at the filter resolution, streamed.
+
+    Returns an ``(len(index), width)`` float32 array, NaN rows for unreadable files
+    (which are also recorded in ``context.skipped``). Memory is the output array plus a
+    few batches in flight, whatever the size of the pool.
+    """
+    config = context.config
+    dataset = ImageDataset(index.paths, eval_transform(config.filter_resolution),
+                           max_pixels=config.max_image_pixels)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False,
+                        num_workers=config.workers, pin_memory=context.device.type == "cuda",
+                        persistent_workers=False)
+    out = np.full((len(index), width), np.nan, dtype=np.float32)
+    with torch.inference_mode(), progress_bar(len(index), desc=desc, unit="img") as bar:
+        for images, _, indices, errors in loader:
+            with autocast(context.device, config.amp):
+                values = fn(to_device(images, context.device))
+            good = np.array([not e for e in errors], dtype=bool)
+            rows = indices.numpy()
+            out[rows[good]] = values.float().cpu().numpy().reshape(len(rows), width)[good]
+            for row, error in zip(rows[~good], np.asarray(errors, dtype=object)[~good]):
+                context.skipped[index.paths[row]] = error
+            bar.update(len(rows))
+    return out

@@ -1,0 +1,226 @@
+"""Scores -> budget -> subset files, and the ``select`` command end to end.
+
+Outputs of a selection folder (all written atomically):
+
+* ``pool.csv``      path,label,pool - the pool in scoring order
+* ``scores.npy``    float32, one per pool.csv row (NaN = unreadable, never selected)
+* ``subset.csv``    path,label,pool,score,rank - the chosen images, best first
+* ``selection.json`` method, parameters, seed, models, sizes, skipped files, timings, versions
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from condpretrain import __version__, atomic
+from condpretrain.config import SelectConfig, to_dict
+from condpretrain.data.sources import ImageIndex, open_pool, open_target, read_index_csv, write_index_csv
+from condpretrain.device import resolve_device
+from condpretrain.errors import CondPretrainError
+from condpretrain.log import get_logger
+from condpretrain.scoring import ScoringContext, create_scorer
+
+log = get_logger(__name__)
+
+POOL_CSV, SCORES_NPY, SUBSET_CSV, SELECTION_JSON = "pool.csv", "scores.npy", "subset.csv", "selection.json"
+
+
+@dataclass
+class SelectionResult:
+    out_dir: Path
+    subset_csv: Path
+    selected: int
+    pool_size: int
+    seconds: float
+
+
+def budget_size(pool_size: int, fraction: float | None, count: int | None) -> int:
+    if count is not None:
+        return count
+    if fraction is None:
+        raise CondPretrainError("give a budget: --fraction F or --count N")
+    return max(1, int(round(fraction * pool_size)))
+
+
+def rank_pool(scores: np.ndarray, budget: int, seed: int) -> np.ndarray:
+    """Indices of the ``budget`` best scores, best first.
+
+    Ties are broken by a seeded permutation, so equal scores neither favour the first
+    pool listed nor change between runs with the same seed. NaN scores never qualify.
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    scored = np.flatnonzero(~np.isnan(scores))
+    if budget > len(scored):
+        log.warning("budget of %d is more than the %d scored images: taking them all",
+                    budget, len(scored))
+        budget = len(scored)
+    tiebreak = np.random.default_rng(seed).permutation(len(scores))
+    order = np.lexsort((tiebreak[scored], -scores[scored]))
+    return scored[order[:budget]]
+
+
+def select(
+    sources: list[str] | str,
+    target: str | None,
+    out: str | Path,
+    config: SelectConfig | None = None,
+) -> SelectionResult:
+    """Score every pool image for relevance to ``target`` and write the chosen subset."""
+    config = config or SelectConfig()
+    config.validate()
+    out = Path(out)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    with _timed(timings, "index"):
+        pool = open_pool(sources)
+        target_set = open_target(target) if target else None
+    context = ScoringContext(config, resolve_device(config.device),
+                             Path(config.cache_dir) if config.cache_dir else out / "cache")
+    scorer = create_scorer(config.method, context)
+    if target_set is None:
+        if config.method != "random":
+            raise CondPretrainError(f"--target: method {config.method!r} needs a target dataset")
+    else:
+        scorer.check_target(target_set)
+    budget = budget_size(len(pool), config.fraction, config.count)  # fail before scoring
+    with _timed(timings, "fit"):
+        if target_set is not None:
+            scorer.fit(target_set)
+    with _timed(timings, "score"):
+        scores = np.asarray(scorer.score(pool), dtype=np.float32)
+    write_index_csv(out / POOL_CSV, pool)
+    atomic.save_npy(out / SCORES_NPY, scores)
+    with _timed(timings, "select"):
+        chosen = rank_pool(scores, budget, config.seed)
+        _write_subset(out, pool, scores, chosen)
+    timings["total"] = time.perf_counter() - started
+    metadata = {
+        "method": config.method,
+        "parameters": to_dict(config),
+        "seed": config.seed,
+        "sources": [sources] if isinstance(sources, str) else list(sources),
+        "target": target,
+        "models": context.models_used,
+        "pool_size": len(pool),
+        "pools": _pool_counts(pool),
+        "target_sizes": _target_sizes(target_set),
+        "selected": len(chosen),
+        "skipped": [{"path": p, "reason": r} for p, r in sorted(context.skipped.items())],
+        "device": str(context.device),
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "versions": library_versions(),
+    }
+    atomic.write_json(out / SELECTION_JSON, metadata)
+    log.info("selected %d of %d pool images with %s -> %s", len(chosen), len(pool),
+             config.method, out / SUBSET_CSV)
+    return SelectionResult(out, out / SUBSET_CSV, len(chosen), len(pool), timings["total"])
+
+
+def reselect(
+    scores_dir: str | Path,
+    out: str | Path,
+    fraction: float | None = None,
+    count: int | None = None,
+    seed: int | None = None,
+) -> SelectionResult:
+    """Choose another budget from a finished selection's saved scores, without scoring."""
+    started = time.perf_counter()
+    scores_dir, out = Path(scores_dir), Path(out)
+    for name in (POOL_CSV, SCORES_NPY, SELECTION_JSON):
+        if not (scores_dir / name).is_file():
+            raise CondPretrainError(f"--scores: {scores_dir} has no {name} (not a selection folder)")
+    previous = _read_json(scores_dir / SELECTION_JSON)
+    pool = read_index_csv(scores_dir / POOL_CSV, "--scores")
+    scores = np.load(scores_dir / SCORES_NPY)
+    if len(scores) != len(pool):
+        raise CondPretrainError(
+            f"--scores: {scores_dir / SCORES_NPY} has {len(scores)} scores for {len(pool)} pool images"
+        )
+    config = dataclasses.replace(SelectConfig(**_known(previous["parameters"])),
+                                 fraction=fraction, count=count)
+    if seed is not None:
+        config.seed = seed
+    config.validate()
+    chosen = rank_pool(scores, budget_size(len(pool), fraction, count), config.seed)
+    if out.resolve() != scores_dir.resolve():
+        _link_or_copy(scores_dir / POOL_CSV, out / POOL_CSV)
+        _link_or_copy(scores_dir / SCORES_NPY, out / SCORES_NPY)
+    _write_subset(out, pool, scores, chosen)
+    seconds = time.perf_counter() - started
+    metadata = dict(previous, parameters=to_dict(config), seed=config.seed, selected=len(chosen),
+                    scores_from=str(scores_dir))
+    metadata["timings"] = dict(previous.get("timings", {}), reselect=round(seconds, 3))
+    atomic.write_json(out / SELECTION_JSON, metadata)
+    return SelectionResult(out, out / SUBSET_CSV, len(chosen), len(pool), seconds)
+
+
+def library_versions() -> dict[str, str]:
+    import faiss
+    import PIL
+    import torch
+    import torchvision
+
+    return {"condpretrain": __version__, "python": platform.python_version(),
+            "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "numpy": np.__version__, "faiss": faiss.__version__, "pillow": PIL.__version__}
+
+
+def _write_subset(out: Path, pool: ImageIndex, scores: np.ndarray, chosen: np.ndarray) -> None:
+    write_index_csv(out / SUBSET_CSV, pool.take(chosen), score=scores[chosen],
+                    rank=np.arange(1, len(chosen) + 1))
+
+
+def _pool_counts(pool: ImageIndex) -> dict[str, int]:
+    names, counts = np.unique(np.asarray(pool.pools, dtype=object), return_counts=True)
+    return {str(n): int(c) for n, c in zip(names, counts)}
+
+
+def _target_sizes(target: Any) -> dict[str, int | None]:
+    if target is None:
+        return {}
+    return {"train": len(target.train), "test": len(target.test) if target.test else None,
+            "classes": len(target.train.classes)}
+
+
+def _known(parameters: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(SelectConfig)}
+    return {k: v for k, v in parameters.items() if k in names}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CondPretrainError(f"{path}: unreadable ({exc})") from None
+
+
+def _link_or_copy(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = destination.with_name(f".{destination.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copy2(source, tmp)
+    os.replace(tmp, destination)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = time.perf_counter() - started
