@@ -13,18 +13,17 @@ from imagegen import make_image_folder, make_target  # noqa: E402
 # Deterministic and light on a 2-core machine.
 torch.set_num_threads(2)
 
+POOL_CLASSES = {"stripes_a": "stripes", "stripes_b": "stripes", "noise_a": "noise", "noise_b": "noise"}
+TARGET_CLASSES = {"warm": "stripes", "ring": "rings"}
 
-@pytest.fixture
-def two_part_pool(tmp_path: Path) -> Path:
+
+@pytest.fixture(scope="session")
+def two_part_pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pool made of two visually distinct parts: warm stripes and cold noise (2 classes each)."""
-    return make_image_folder(
-        tmp_path / "pool",
-        {"stripes_a": "stripes", "stripes_b": "stripes", "noise_a": "noise", "noise_b": "noise"},
-        per_class=24,
-    )
+    return make_image_folder(tmp_path_factory.mktemp("data") / "pool", POOL_CLASSES, per_class=24)
 
 
-@pytest.fixture
-def stripes_target(tmp_path: Path) -> Path:
+@pytest.fixture(scope="session")
+def stripes_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A labelled target that resembles the pool's stripes part (two classes by structure)."""
-    return make_target(tmp_path / "target", {"warm": "stripes", "ring": "rings"}, train=16, test=8)
+    return make_target(tmp_path_factory.mktemp("data") / "target", TARGET_CLASSES, train=16, test=8)

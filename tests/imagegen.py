@@ -31,7 +31,7 @@ def family_image(family: str, rng: np.random.Generator, size: int = 24) -> Image
     else:
         raise ValueError(family)
     rgb = np.clip(rgb + rng.normal(0, 0.03, rgb.shape), 0, 1)
-    return Image.fromarray((rgb * 255).astype(np.uint8), "RGB")
+    return Image.fromarray((rgb * 255).astype(np.uint8))
 
 
 def write_family(folder: Path, family: str, count: int, seed: int = 0, size: int = 24,

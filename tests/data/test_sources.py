@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import pytest
+
+from condpretrain.data.sources import open_pool, open_target, read_index_csv, write_index_csv
+from condpretrain.errors import CondPretrainError
+
+
+def test_image_folder_pool(two_part_pool):
+    pool = open_pool([str(two_part_pool)])
+    assert len(pool) == 96 and pool.labelled
+    assert pool.classes == ["noise_a", "noise_b", "stripes_a", "stripes_b"]
+    assert set(pool.pools) == {"pool"}
+    assert pool.paths == sorted(pool.paths)  # deterministic order
+
+
+def test_several_pools_keep_their_names(two_part_pool, stripes_target):
+    pool = open_pool([f"big={two_part_pool}", f"small={stripes_target / 'train'}"])
+    assert len(pool) == 96 + 32
+    assert pool.pools.count("big") == 96 and pool.pools.count("small") == 32
+    with pytest.raises(CondPretrainError, match="two pools are named 'x'"):
+        open_pool([f"x={two_part_pool}", f"x={stripes_target / 'train'}"])
+
+
+def test_target_with_splits(stripes_target):
+    target = open_target(str(stripes_target))
+    assert len(target.train) == 32 and len(target.test) == 16
+    assert target.labelled and target.train.classes == ["ring", "warm"]
+
+
+def test_val_folder_counts_as_test(stripes_target, tmp_path):
+    root = tmp_path / "t"
+    root.mkdir()
+    (root / "train").symlink_to(stripes_target / "train")
+    (root / "val").symlink_to(stripes_target / "test")
+    assert len(open_target(str(root)).test) == 16
+
+
+def test_manifest_with_split_column_and_relative_paths(stripes_target, tmp_path):
+    rows = ["path,label,split"]
+    for split in ("train", "test"):
+        for path in sorted((stripes_target / split).rglob("*.png")):
+            rows.append(f"{path.relative_to(stripes_target)},{path.parent.name},{split}")
+    manifest = stripes_target / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    target = open_target(str(manifest))
+    assert len(target.train) == 32 and len(target.test) == 16
+    assert all(p.startswith(str(stripes_target)) for p in target.train.paths)
+    pool = open_pool([str(manifest)])  # as a pool, every row counts
+    assert len(pool) == 48 and set(pool.pools) == {"manifest"}
+    manifest.unlink()
+
+
+def test_flat_folder_is_unlabelled(tmp_path, stripes_target):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for path in list((stripes_target / "train" / "warm").iterdir())[:5]:
+        (flat / path.name).write_bytes(path.read_bytes())
+    target = open_target(str(flat))
+    assert len(target.train) == 5 and not target.labelled and target.test is None
+
+
+def test_index_csv_round_trip(two_part_pool, tmp_path):
+    pool = open_pool([str(two_part_pool)])
+    write_index_csv(tmp_path / "pool.csv", pool)
+    again = read_index_csv(tmp_path / "pool.csv")
+    assert again == pool
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "no such file or folder"),
+    ("empty", "no images found"),
+    ("not_csv", "neither a folder nor a .csv"),
+    ("bad_header", "must name the columns path,label"),
+    ("empty_manifest", "lists no images"),
+])
+def test_bad_sources_are_one_line_errors(tmp_path, case, message):
+    path = tmp_path / case
+    if case == "empty":
+        path.mkdir()
+    elif case == "not_csv":
+        path = tmp_path / "pool.txt"
+        path.write_text("x")
+    elif case == "bad_header":
+        path = tmp_path / "m.csv"
+        path.write_text("file,class\na.png,x\n")
+    elif case == "empty_manifest":
+        path = tmp_path / "m.csv"
+        path.write_text("path,label\n")
+    with pytest.raises(CondPretrainError, match=message) as info:
+        open_pool([str(path)])
+    assert "\n" not in str(info.value) and str(path.name) in str(info.value)
