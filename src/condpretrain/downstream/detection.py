@@ -1,0 +1,271 @@
+"""Faster R-CNN R50-C4 on Pascal VOC, as in MoCo and Detectron2, from torchvision parts.
+
+The C4 design: the ResNet stem through res4 (``layer3``, stride 16, 1024 channels for
+ResNet-50) is the one feature map for the RPN and for RoI pooling (RoIAlign 14x14);
+res5 (``layer4``, whose first block halves 14 to 7) then global average pooling is
+the per-RoI box head. This reuses every pre-trained layer, which is why MoCo measures
+pre-training with it.
+
+``detect(voc, out, config)`` trains on ``trainval`` and evaluates on ``test``; see
+:mod:`condpretrain.downstream.metrics` for the AP figures.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.models.resnet import ResNet
+from torchvision.ops import FrozenBatchNorm2d, roi_align
+
+from condpretrain.config import DetectConfig, to_dict
+from condpretrain.device import autocast, device_kind, prepare_model, seed_everything
+from condpretrain.downstream import engine
+from condpretrain.downstream.metrics import (
+    Detections,
+    GroundTruth,
+    coco_detection_scores,
+    voc_detection_scores,
+)
+from condpretrain.downstream.voc import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    VOC_CLASSES,
+    DetectionDataset,
+    VocImage,
+    detection_collate,
+    load_detection_split,
+)
+from condpretrain.log import get_logger, progress
+from condpretrain.models import build_resnet, load_backbone
+from condpretrain.train.run import CostMeter, RunDir
+
+log = get_logger(__name__)
+
+C4_STRIDE = 16
+POOLER_RESOLUTION = 14
+
+
+def stage_channels(stage: nn.Sequential) -> int:
+    """Output channels of a ResNet stage, BasicBlock or Bottleneck."""
+    last = stage[-1]
+    conv = getattr(last, "conv3", None) or last.conv2
+    return conv.out_channels
+
+
+class C4Backbone(nn.Sequential):
+    """Stem + res2..res4: one stride-16 feature map."""
+
+    def __init__(self, resnet: ResNet) -> None:
+        super().__init__(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool,
+                         resnet.layer1, resnet.layer2, resnet.layer3)
+        self.out_channels = stage_channels(resnet.layer3)
+
+
+class Res5BoxHead(nn.Module):
+    """res5 on each 14x14 RoI, then global average pooling: (R, C, 14, 14) -> (R, C5)."""
+
+    def __init__(self, resnet: ResNet) -> None:
+        super().__init__()
+        self.res5 = resnet.layer4
+        self.out_channels = stage_channels(resnet.layer4)
+
+    def forward(self, rois: torch.Tensor) -> torch.Tensor:
+        return self.res5(rois).mean(dim=(2, 3))
+
+
+class C4RoIAlign(nn.Module):
+    """RoIAlign 14x14 on the single C4 map with half-pixel alignment (Detectron2's
+    ROIAlignV2); torchvision's MultiScaleRoIAlign assumes an FPN and is not aligned."""
+
+    def forward(self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor],
+                image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        feature = features["0"]
+        boxes = [p.to(feature.dtype) for p in proposals]
+        return roi_align(feature, boxes, output_size=POOLER_RESOLUTION,
+                         spatial_scale=1.0 / C4_STRIDE, sampling_ratio=0, aligned=True)
+
+
+def freeze_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm2d by a FrozenBatchNorm2d holding the same statistics."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            frozen.weight.copy_(child.weight.detach())
+            frozen.bias.copy_(child.bias.detach())
+            frozen.running_mean.copy_(child.running_mean)
+            frozen.running_var.copy_(child.running_var)
+            setattr(module, name, frozen)
+        else:
+            freeze_batchnorm(child)
+    return module
+
+
+def build_detector(config: DetectConfig, num_classes: int = len(VOC_CLASSES)) -> GeneralizedRCNN:
+    """Faster R-CNN C4; the backbone from ``config.init`` when given (never downloaded)."""
+    resnet = build_resnet(config.arch)
+    if config.init:
+        load_backbone(resnet, config.init, config.arch)
+    if config.norm == "frozen":
+        freeze_batchnorm(resnet)
+    backbone = C4Backbone(resnet)
+    anchors = AnchorGenerator(sizes=(tuple(config.anchor_sizes),),
+                              aspect_ratios=((0.5, 1.0, 2.0),))
+    # Pre-NMS counts are Detectron2's C4 defaults (one level, so no per-level split).
+    rpn = RegionProposalNetwork(
+        anchors, RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0]),
+        fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=256, positive_fraction=0.5,
+        pre_nms_top_n={"training": 12000, "testing": 6000},
+        post_nms_top_n={"training": config.proposals_train, "testing": config.proposals_test},
+        nms_thresh=0.7)
+    head = Res5BoxHead(resnet)
+    roi_heads = RoIHeads(
+        C4RoIAlign(), head, FastRCNNPredictor(head.out_channels, num_classes + 1),
+        fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=config.rois_per_image, positive_fraction=0.25,
+        bbox_reg_weights=None, score_thresh=0.05, nms_thresh=0.5, detections_per_img=100)
+    transform = GeneralizedRCNNTransform(
+        min_size=tuple(config.min_size_train), max_size=config.max_size,
+        image_mean=IMAGENET_MEAN.flatten().tolist(), image_std=IMAGENET_STD.flatten().tolist())
+    model = GeneralizedRCNN(backbone, rpn, roi_heads, transform)
+    return model
+
+
+def _set_min_size(model: GeneralizedRCNN, sizes: tuple[int, ...]) -> None:
+    model.transform.min_size = tuple(sizes)
+
+
+def detection_step(device: torch.device) -> engine.StepFn:
+    def step(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+        images, targets = batch
+        images = [im.to(device, non_blocking=True) for im in images]
+        targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+        losses = model(images, targets)
+        return sum(losses.values()), losses, len(images)
+
+    return step
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on normalisation layers (Detectron2's WEIGHT_DECAY_NORM = 0)."""
+    norm_types = (nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm)
+    norm, other = [], []
+    for module in model.modules():
+        for param in module.parameters(recurse=False):
+            if param.requires_grad:
+                (norm if isinstance(module, norm_types) else other).append(param)
+    return [{"params": other, "weight_decay": weight_decay},
+            {"params": norm, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def predict(model: GeneralizedRCNN, items: list[VocImage], info: engine.DistInfo,
+            device: torch.device, amp: bool, batch_size: int, workers: int,
+            min_size: int) -> list[Detections] | None:
+    """Detections for ``items`` in order (on rank 0; None elsewhere). Each process
+    predicts every world_size-th image; results meet on rank 0."""
+    net = engine.unwrap(model)
+    train_sizes = net.transform.min_size
+    _set_min_size(net, (min_size,))
+    net.eval()
+    indices = list(range(info.rank, len(items), info.world_size))
+    loader = DataLoader(Subset(DetectionDataset(items, train=False), indices),
+                        batch_size=batch_size, num_workers=workers,
+                        collate_fn=detection_collate)
+    found: dict[int, Detections] = {}
+    position = iter(indices)
+    for images, _ in progress(loader, total=len(loader), desc="detect test", unit="batch"):
+        with autocast(device, amp):
+            outputs = net([im.to(device, non_blocking=True) for im in images])
+        for out in outputs:
+            found[next(position)] = Detections(out["boxes"].float().cpu().numpy(),
+                                               out["scores"].float().cpu().numpy(),
+                                               out["labels"].cpu().numpy())
+    _set_min_size(net, train_sizes)
+    net.train()
+    parts = engine.gather(found, info)
+    if not info.main:
+        return None
+    merged = {k: v for part in parts for k, v in part.items()}
+    return [merged[i] for i in range(len(items))]
+
+
+def evaluate(detections: list[Detections], items: list[VocImage]) -> dict[str, Any]:
+    truths = [GroundTruth(i.boxes, i.labels, i.difficult) for i in items]
+    scores = voc_detection_scores(detections, truths, VOC_CLASSES)
+    scores["coco"] = coco_detection_scores(detections, truths, VOC_CLASSES)
+    return scores
+
+
+def detect(voc: str | Path, out: str | Path, config: DetectConfig | None = None,
+           resume: bool = False) -> dict[str, Any]:
+    """Train Faster R-CNN C4 on ``voc``'s train split, evaluate on its test split.
+
+    Writes the run folder (config.yaml, metrics.jsonl, run.json, checkpoint.pt,
+    result.json) under ``out``; returns the result (on every process)."""
+    config = config or DetectConfig()
+    info, device = engine.setup_distributed(config.device)
+    run = RunDir(out, info.rank)
+    if resume and run.finished():
+        log.info("%s is finished; its result stands", run.path)
+        return run.read_result() or {}
+    run.prepare(resume)
+    seed_everything(config.seed + info.rank)
+    train_items = load_detection_split(voc, config.train_split)
+    test_items = load_detection_split(voc, config.test_split)
+    if not config.init:
+        log.warning("no --init: the detector starts from a random backbone")
+    model = prepare_model(build_detector(config), device)
+    optimizer = torch.optim.SGD(param_groups(model, config.weight_decay), lr=config.lr,
+                                momentum=config.momentum)
+    start, scaler_state, cost_state = (engine.restore_state(run, model, optimizer)
+                                       if resume else (0, None, None))
+    trained = engine.wrap_for_training(model, info, device, sync_bn=config.norm == "bn")
+    local_batch = engine.per_process_batch(config.batch_size, info)
+    loader = engine.train_loader(DetectionDataset(train_items, train=True), local_batch,
+                                 config.workers, info, config.seed, detection_collate)
+    per_epoch = max(len(train_items) / config.batch_size, 1e-9)
+    batches = engine.batches_forever(loader, start_epoch=int(start / per_epoch))
+    step = detection_step(device)
+    first = next(batches)
+    cost = CostMeter.start(cost_state, device_kind=device_kind(device),
+                           device_count=info.world_size,
+                           flops_per_image=engine.training_flops(model, step, first, local_batch))
+    run.save_config({"command": "detect", "voc": str(voc), "config": to_dict(config),
+                     "train_images": len(train_items), "test_images": len(test_items)})
+    engine.train_iterations(
+        model=trained, optimizer=optimizer,
+        lr_at=engine.warmup_multistep(config.lr, config.lr_steps, config.lr_gamma,
+                                      config.warmup_iterations, config.warmup_factor),
+        batches=itertools.chain([first], batches), step=step, iterations=config.iterations,
+        start_iteration=start, device=device, amp=config.amp, run=run, cost=cost, info=info,
+        iterations_per_epoch=per_epoch, log_every=config.log_every,
+        checkpoint_minutes=config.checkpoint_minutes, scaler_state=scaler_state, desc="detect")
+    detections = predict(trained, test_items, info, device, config.amp, config.eval_batch_size,
+                         config.workers, config.min_size_test)
+    result: dict[str, Any] = {}
+    if info.main and detections is not None:
+        result = {"task": "detection", **evaluate(detections, test_items),
+                  "arch": config.arch, "init": config.init, "iterations": config.iterations,
+                  "train_split": config.train_split, "test_split": config.test_split,
+                  "train_images": len(train_items), "test_images": len(test_items),
+                  "detections": int(sum(len(d.scores) for d in detections)),
+                  "cost": cost.state()}
+        log.info("detect: AP50 %.2f AP %.2f AP75 %.2f", result["AP50"], result["AP"],
+                 result["AP75"])
+    run.write_cost(cost, status="done", iteration=config.iterations)
+    run.write_result(result)
+    return engine.gather(result, info)[0]
+
+
+__all__ = ["build_detector", "detect", "predict", "evaluate", "C4Backbone", "Res5BoxHead",
+           "C4RoIAlign", "freeze_batchnorm"]

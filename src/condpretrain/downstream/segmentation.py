@@ -1,0 +1,317 @@
+"""PSANet (point-wise spatial attention) with a dilated ResNet on VOC2012 masks.
+
+Following Zhao et al. (ECCV 2018) and their semseg code: a ResNet whose res4/res5
+strides become dilations (output stride 8), a PSA module whose *collect* branch lets
+each position gather information from all others and whose *distribute* branch lets
+each position send its own, both with attention maps predicted over an over-complete
+(2h-1) x (2w-1) window and aligned to the feature map; an auxiliary head on res4 (loss
+weight 0.4); SGD with the poly schedule, the new layers at 10x the learning rate.
+
+``segment(voc, out, config)`` trains on ``train`` and reports mIoU / mAcc / allAcc on
+``val`` (the paper's ``test`` masks are not public), predicting with crops of the
+training size slid over each image, plus a horizontal flip, as the semseg code does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from torchvision.models.resnet import ResNet
+
+from condpretrain.config import SegmentConfig, to_dict
+from condpretrain.device import autocast, device_kind, prepare_model, seed_everything, to_device
+from condpretrain.downstream import engine
+from condpretrain.downstream.detection import stage_channels
+from condpretrain.downstream.metrics import confusion_matrix, segmentation_scores
+from condpretrain.downstream.voc import (
+    IGNORE_INDEX,
+    SEG_CLASSES,
+    SegmentationDataset,
+    load_segmentation_split,
+)
+from condpretrain.errors import CondPretrainError
+from condpretrain.log import get_logger, progress
+from condpretrain.models import build_resnet, load_backbone
+from condpretrain.train.run import CostMeter, RunDir
+
+log = get_logger(__name__)
+
+OUTPUT_STRIDE = 8
+
+
+def dilate_resnet(model: ResNet) -> ResNet:
+    """Output stride 8: what ``replace_stride_with_dilation=[False, True, True]`` builds
+    for Bottleneck ResNets, done in place so BasicBlock ones (resnet10/18/34, which
+    torchvision refuses to dilate) work too. Weights and their names are unchanged."""
+    _dilate_stage(model.layer3, previous=1, dilation=2)
+    _dilate_stage(model.layer4, previous=2, dilation=4)
+    return model
+
+
+def _dilate_stage(stage: nn.Sequential, previous: int, dilation: int) -> None:
+    for index, block in enumerate(stage):
+        convs = [c for c in (block.conv1, block.conv2) if c.kernel_size == (3, 3)]
+        for position, conv in enumerate(convs):
+            # The first 3x3 of the first block keeps the previous dilation (as torchvision).
+            d = previous if index == 0 and position == 0 else dilation
+            conv.stride, conv.dilation, conv.padding = (1, 1), (d, d), (d, d)
+        if block.downsample is not None:
+            block.downsample[0].stride = (1, 1)
+
+
+def _conv_bn_relu(cin: int, cout: int, kernel: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True)]
+
+
+@lru_cache(maxsize=16)
+def _collect_index(h: int, w: int, mask_h: int, mask_w: int) -> torch.Tensor:
+    """index[i, j]: the channel of the over-complete mask predicted at position j that
+    weighs position i, i.e. the offset of i from j, centred in the mask window."""
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    ys, xs = ys.flatten(), xs.flatten()
+    dy = ys[:, None] - ys[None, :] + (mask_h - 1) // 2
+    dx = xs[:, None] - xs[None, :] + (mask_w - 1) // 2
+    return dy * mask_w + dx  # (hw, hw)
+
+
+def psa_attention(mask: torch.Tensor, mask_size: tuple[int, int], distribute: bool) -> torch.Tensor:
+    """(n, mask_h*mask_w, h, w) over-complete maps -> (n, hw, hw) attention A, used as
+    out[:, :, j] = sum_i x[:, :, i] A[i, j]; the equivalent of semseg's ``psa_mask``.
+
+    collect: A[i, j] = mask at j for the offset of i from j (j gathers from i).
+    distribute: A[i, j] = mask at i for the offset of j from i (i sends to j)."""
+    n, _, h, w = mask.shape
+    mask_h, mask_w = mask_size
+    if 2 * h - 1 > mask_h or 2 * w - 1 > mask_w:
+        raise CondPretrainError(f"PSA: a {h}x{w} feature map needs a mask of at least "
+                                f"{2 * h - 1}x{2 * w - 1}, the model has {mask_h}x{mask_w}")
+    index = _collect_index(h, w, mask_h, mask_w).to(mask.device)
+    flat = mask.reshape(n, mask_h * mask_w, h * w)
+    gathered = torch.gather(flat, 1, index.unsqueeze(0).expand(n, -1, -1))
+    return gathered.transpose(1, 2) if distribute else gathered
+
+
+class PointwiseSpatialAttention(nn.Module):
+    """PSANet's bi-directional PSA (psa_type 2, non-compact, softmax-normalised)."""
+
+    def __init__(self, in_channels: int, mid_channels: int, feature_size: int,
+                 shrink_factor: int) -> None:
+        super().__init__()
+        self.shrink = shrink_factor
+        h = (feature_size - 1) // shrink_factor + 1
+        self.mask_size = (2 * h - 1, 2 * h - 1)
+        channels = self.mask_size[0] * self.mask_size[1]
+        self.reduce_collect = nn.Sequential(*_conv_bn_relu(in_channels, mid_channels))
+        self.reduce_distribute = nn.Sequential(*_conv_bn_relu(in_channels, mid_channels))
+        self.attention_collect = nn.Sequential(*_conv_bn_relu(mid_channels, mid_channels),
+                                               nn.Conv2d(mid_channels, channels, 1, bias=False))
+        self.attention_distribute = nn.Sequential(*_conv_bn_relu(mid_channels, mid_channels),
+                                                  nn.Conv2d(mid_channels, channels, 1,
+                                                            bias=False))
+        self.project = nn.Sequential(*_conv_bn_relu(2 * mid_channels, in_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, C, H, W) -> (n, 2C, H, W): the input and its attended context."""
+        size = x.shape[-2:]
+        parts = []
+        for reduce, attend, distribute in (
+                (self.reduce_collect, self.attention_collect, False),
+                (self.reduce_distribute, self.attention_distribute, True)):
+            feat = reduce(x)
+            if self.shrink != 1:
+                shrunk = [(s - 1) // self.shrink + 1 for s in size]
+                feat = F.interpolate(feat, size=shrunk, mode="bilinear", align_corners=True)
+            n, c, h, w = feat.shape
+            weights = psa_attention(attend(feat), self.mask_size, distribute).softmax(dim=1)
+            parts.append(torch.bmm(feat.reshape(n, c, h * w), weights.to(feat.dtype))
+                         .reshape(n, c, h, w))
+        context = self.project(torch.cat(parts, 1))
+        if self.shrink != 1:
+            context = F.interpolate(context, size=size, mode="bilinear", align_corners=True)
+        return torch.cat([x, context], 1)
+
+
+class PSANet(nn.Module):
+    def __init__(self, resnet: ResNet, num_classes: int, crop_size: int,
+                 shrink_factor: int) -> None:
+        super().__init__()
+        dilate_resnet(resnet)
+        self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
+        self.layer1, self.layer2 = resnet.layer1, resnet.layer2
+        self.layer3, self.layer4 = resnet.layer3, resnet.layer4
+        c3, c4 = stage_channels(resnet.layer3), stage_channels(resnet.layer4)
+        feature_size = (crop_size - 1) // OUTPUT_STRIDE + 1
+        self.psa = PointwiseSpatialAttention(c4, c4 // 4, feature_size, shrink_factor)
+        self.classifier = nn.Sequential(*_conv_bn_relu(2 * c4, c4 // 4, 3), nn.Dropout2d(0.1),
+                                        nn.Conv2d(c4 // 4, num_classes, 1))
+        self.aux = nn.Sequential(*_conv_bn_relu(c3, c3 // 4, 3), nn.Dropout2d(0.1),
+                                 nn.Conv2d(c3 // 4, num_classes, 1))
+
+    def backbone_modules(self) -> list[nn.Module]:
+        return [self.stem, self.layer1, self.layer2, self.layer3, self.layer4]
+
+    def head_modules(self) -> list[nn.Module]:
+        return [self.psa, self.classifier, self.aux]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits at input size; while training also the auxiliary (res4) logits."""
+        size = x.shape[-2:]
+        x = self.layer2(self.layer1(self.stem(x)))
+        c3 = self.layer3(x)
+        out = self.classifier(self.psa(self.layer4(c3)))
+        out = F.interpolate(out, size=size, mode="bilinear", align_corners=True)
+        if not self.training:
+            return out
+        aux = F.interpolate(self.aux(c3), size=size, mode="bilinear", align_corners=True)
+        return out, aux
+
+
+def build_psanet(config: SegmentConfig, num_classes: int = SEG_CLASSES) -> PSANet:
+    resnet = build_resnet(config.arch)
+    if config.init:
+        load_backbone(resnet, config.init, config.arch)
+    return PSANet(resnet, num_classes, config.crop_size, config.shrink_factor)
+
+
+def segmentation_step(device: torch.device, aux_weight: float) -> engine.StepFn:
+    def step(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+        images, masks = batch
+        images, masks = to_device(images, device), masks.to(device, non_blocking=True)
+        out, aux = model(images)
+        main = F.cross_entropy(out.float(), masks, ignore_index=IGNORE_INDEX)
+        aux_loss = F.cross_entropy(aux.float(), masks, ignore_index=IGNORE_INDEX)
+        return main + aux_weight * aux_loss, {"loss_main": main, "loss_aux": aux_loss}, len(images)
+
+    return step
+
+
+def param_groups(model: PSANet, head_lr_mult: float) -> list[dict[str, Any]]:
+    def params(modules: list[nn.Module]) -> list[nn.Parameter]:
+        return [p for m in modules for p in m.parameters() if p.requires_grad]
+
+    return [{"params": params(model.backbone_modules()), "lr_mult": 1.0},
+            {"params": params(model.head_modules()), "lr_mult": head_lr_mult}]
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, image: torch.Tensor, crop: int, device: torch.device,
+                   amp: bool, flip: bool = True) -> torch.Tensor:
+    """(classes, H, W) scores of one normalised (3, H, W) image: crops of the training
+    size slid with 2/3 overlap stride (padding small images with the mean colour), their
+    softmax averaged, each crop also seen flipped."""
+    _, h, w = image.shape
+    pad_h, pad_w = max(crop - h, 0), max(crop - w, 0)
+    padded = F.pad(image, (0, pad_w, 0, pad_h), value=0.0).to(device)
+    ph, pw = padded.shape[-2:]
+    stride = max(1, math.ceil(crop * 2 / 3))
+    rows = max(math.ceil((ph - crop) / stride), 0) + 1
+    cols = max(math.ceil((pw - crop) / stride), 0) + 1
+    total = counts = None
+    for r, c in itertools.product(range(rows), range(cols)):
+        top, left = min(r * stride, ph - crop), min(c * stride, pw - crop)
+        window = padded[None, :, top:top + crop, left:left + crop]
+        with autocast(device, amp):
+            scores = model(window).float().softmax(1)
+            if flip:
+                scores = scores + model(window.flip(-1)).float().softmax(1).flip(-1)
+        if total is None:
+            total = torch.zeros(scores.shape[1], ph, pw, device=device)
+            counts = torch.zeros(1, ph, pw, device=device)
+        total[:, top:top + crop, left:left + crop] += scores[0]
+        counts[:, top:top + crop, left:left + crop] += 1
+    return (total / counts)[:, :h, :w]
+
+
+def evaluate(model: nn.Module, dataset: SegmentationDataset, info: engine.DistInfo,
+             device: torch.device, amp: bool, crop: int, workers: int,
+             flip: bool = True) -> dict[str, Any] | None:
+    """Confusion matrix over the split (shards per process, summed on rank 0)."""
+    net = engine.unwrap(model)
+    net.eval()
+    indices = list(range(info.rank, len(dataset), info.world_size))
+    loader = DataLoader(Subset(dataset, indices), batch_size=1, num_workers=workers)
+    conf = torch.zeros(SEG_CLASSES, SEG_CLASSES, dtype=torch.int64)
+    for image, mask in progress(loader, total=len(loader), desc="segment val", unit="img"):
+        pred = predict_logits(net, image[0], crop, device, amp, flip).argmax(0).cpu()
+        conf += confusion_matrix(pred, mask[0], SEG_CLASSES, IGNORE_INDEX)
+    net.train()
+    parts = engine.gather(conf, info)
+    if not info.main:
+        return None
+    return segmentation_scores(sum(parts))
+
+
+def segment(voc: str | Path, out: str | Path, config: SegmentConfig | None = None,
+            resume: bool = False) -> dict[str, Any]:
+    """Train PSANet on ``voc``'s train split, report mIoU / mAcc / allAcc on its val split.
+
+    Writes the run folder (config.yaml, metrics.jsonl, run.json, checkpoint.pt,
+    result.json) under ``out``; returns the result (on every process)."""
+    config = config or SegmentConfig()
+    info, device = engine.setup_distributed(config.device)
+    run = RunDir(out, info.rank)
+    if resume and run.finished():
+        log.info("%s is finished; its result stands", run.path)
+        return run.read_result() or {}
+    run.prepare(resume)
+    seed_everything(config.seed + info.rank)
+    train_pairs = load_segmentation_split(voc, config.train_split)
+    test_pairs = load_segmentation_split(voc, config.test_split)
+    if not config.init:
+        log.warning("no --init: PSANet starts from a random backbone")
+    model = prepare_model(build_psanet(config), device)
+    optimizer = torch.optim.SGD(param_groups(model, config.head_lr_mult), lr=config.lr,
+                                momentum=config.momentum, weight_decay=config.weight_decay)
+    start, scaler_state, cost_state = (engine.restore_state(run, model, optimizer)
+                                       if resume else (0, None, None))
+    trained = engine.wrap_for_training(model, info, device, sync_bn=True)
+    local_batch = engine.per_process_batch(config.batch_size, info)
+    train_set = SegmentationDataset(train_pairs, train=True, crop_size=config.crop_size,
+                                    scale_range=(config.scale_min, config.scale_max))
+    loader = engine.train_loader(train_set, local_batch, config.workers, info, config.seed)
+    # semseg's schedule: epochs x full batches per epoch, the poly decay per iteration.
+    per_epoch = max(len(train_pairs) // config.batch_size, 1)
+    iterations = config.epochs * per_epoch
+    batches = engine.batches_forever(loader, start_epoch=start // per_epoch)
+    step = segmentation_step(device, config.aux_weight)
+    first = next(batches)
+    cost = CostMeter.start(cost_state, device_kind=device_kind(device),
+                           device_count=info.world_size,
+                           flops_per_image=engine.training_flops(model, step, first, local_batch))
+    run.save_config({"command": "segment", "voc": str(voc), "config": to_dict(config),
+                     "train_images": len(train_pairs), "test_images": len(test_pairs)})
+    engine.train_iterations(
+        model=trained, optimizer=optimizer,
+        lr_at=engine.poly(config.lr, iterations, config.poly_power),
+        batches=itertools.chain([first], batches), step=step, iterations=iterations,
+        start_iteration=start, device=device, amp=config.amp, run=run, cost=cost, info=info,
+        iterations_per_epoch=per_epoch, log_every=per_epoch,
+        checkpoint_minutes=config.checkpoint_minutes, scaler_state=scaler_state, desc="segment")
+    test_set = SegmentationDataset(test_pairs, train=False, crop_size=config.crop_size)
+    scores = evaluate(trained, test_set, info, device, config.amp, config.crop_size,
+                      config.workers, config.eval_flip)
+    result: dict[str, Any] = {}
+    if info.main and scores is not None:
+        result = {"task": "segmentation", **scores, "arch": config.arch, "init": config.init,
+                  "epochs": config.epochs, "iterations": iterations,
+                  "train_split": config.train_split, "test_split": config.test_split,
+                  "train_images": len(train_pairs), "test_images": len(test_pairs),
+                  "cost": cost.state()}
+        log.info("segment: mIoU %.4f mAcc %.4f allAcc %.4f", result["mIoU"], result["mAcc"],
+                 result["allAcc"])
+    run.write_cost(cost, status="done", iteration=iterations)
+    run.write_result(result)
+    return engine.gather(result, info)[0]
+
+
+__all__ = ["PSANet", "PointwiseSpatialAttention", "build_psanet", "dilate_resnet",
+           "psa_attention", "predict_logits", "segment"]
