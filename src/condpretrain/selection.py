@@ -24,7 +24,13 @@ import numpy as np
 
 from condpretrain import __version__, atomic
 from condpretrain.config import SelectConfig, to_dict
-from condpretrain.data.sources import ImageIndex, open_pool, open_target, read_index_csv, write_index_csv
+from condpretrain.data.sources import (
+    ImageIndex,
+    open_pool,
+    open_target,
+    read_index_csv,
+    write_index_csv,
+)
 from condpretrain.device import resolve_device
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
@@ -182,7 +188,7 @@ def _write_subset(out: Path, pool: ImageIndex, scores: np.ndarray, chosen: np.nd
 
 def _pool_counts(pool: ImageIndex) -> dict[str, int]:
     names, counts = np.unique(np.asarray(pool.pools, dtype=object), return_counts=True)
-    return {str(n): int(c) for n, c in zip(names, counts)}
+    return {str(n): int(c) for n, c in zip(names, counts, strict=True)}
 
 
 def _target_sizes(target: Any) -> dict[str, int | None]:

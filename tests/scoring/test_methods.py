@@ -79,7 +79,7 @@ def test_scores_are_aligned_with_pool_csv(run_method, two_part_pool):
         rows = list(csv.DictReader(handle))
     assert scores.dtype == np.float32 and len(scores) == len(rows) == 96
     by_family = {"stripes": [], "noise": []}
-    for row, score in zip(rows, scores):
+    for row, score in zip(rows, scores, strict=True):
         by_family[row["label"].split("_")[0]].append(score)
     assert min(by_family["stripes"]) > max(by_family["noise"])
 

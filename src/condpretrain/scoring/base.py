@@ -108,7 +108,7 @@ def map_images(
             good = np.array([not e for e in errors], dtype=bool)
             rows = indices.numpy()
             out[rows[good]] = values.float().cpu().numpy().reshape(len(rows), width)[good]
-            for row, error in zip(rows[~good], np.asarray(errors, dtype=object)[~good]):
+            for row, error in zip(rows[~good], np.asarray(errors, dtype=object)[~good], strict=True):
                 context.skipped[index.paths[row]] = error
             bar.update(len(rows))
     return out
