@@ -39,6 +39,8 @@ class SelectConfig:
     amp: bool = True
     max_image_pixels: int = 178_956_970  # Pillow's own decompression-bomb limit
     cache_dir: str | None = None
+    # Scores are saved every chunk, so a killed run loses at most one chunk of work.
+    chunk_size: int = 50_000
     # Domain classifier: ResNet-18 telling pool from target, balanced batches.
     dc_arch: str = "resnet18"
     dc_epochs: int = 10
@@ -65,6 +67,7 @@ class SelectConfig:
             "target_lr": 0.05,
             "clusters": 20,
             "kmeans_iters": 10,
+            "chunk_size": 5_000,
         },
     }
 
@@ -75,7 +78,8 @@ class SelectConfig:
             raise CondPretrainError(f"--count must be at least 1, got {self.count}")
         if self.fraction is not None and self.count is not None:
             raise CondPretrainError("give either --fraction or --count, not both")
-        _positive(self, "filter_resolution", "batch_size", "clusters", "kmeans_iters")
+        _positive(self, "filter_resolution", "batch_size", "clusters", "kmeans_iters",
+                  "chunk_size")
         _non_negative(self, "workers", "dc_epochs", "target_epochs")
 
 
@@ -99,6 +103,7 @@ class PretrainConfig:
     moco_temperature: float = 0.2
     moco_mlp: bool = True
     cache: bool = True  # pre-resize the subset once instead of decoding every epoch
+    cache_dir: str | None = None  # where the pre-resized cache lives (default: RUN/cache)
     init: str | None = None
     workers: int = 8
     device: str = "auto"
@@ -149,8 +154,10 @@ class FinetuneConfig:
 
     arch: str = "resnet34"
     init: str | None = None
+    # "auto": a MoCo backbone (run.json beside --init says so) gets the paper's MoCo recipe
+    backbone: str = "auto"
     resolution: int = 224
-    epochs: int = 90
+    epochs: int | None = None  # 90; 100 for MoCo backbones when unset
     batch_size: int = 64
     optimizer: str = "sgd"  # "adam" is the paper's choice for fMoW
     lr: float | None = None  # 0.1 (sgd) / 1e-4 (adam) when unset; 0.001 for MoCo backbones
@@ -177,6 +184,8 @@ class FinetuneConfig:
             "workers": 0,
         },
     }
+    cache: bool = True  # pre-resize the target once instead of decoding every epoch
+    cache_dir: str | None = None
 
     def resolved_lr(self) -> float:
         if self.lr is not None:
@@ -186,8 +195,143 @@ class FinetuneConfig:
     def validate(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
             raise CondPretrainError(f"--optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        _positive(self, "resolution", "epochs", "batch_size", "lr_step_epochs")
+        if self.backbone not in ("auto", "supervised", "moco"):
+            raise CondPretrainError(
+                f"--backbone must be 'auto', 'supervised' or 'moco', got {self.backbone!r}")
+        if self.epochs is not None:
+            _positive(self, "epochs")
+        _positive(self, "resolution", "batch_size", "lr_step_epochs")
         _non_negative(self, "workers")
+
+
+@dataclass
+class DetectConfig:
+    """Faster R-CNN R50-C4 on VOC (trainval -> test), MoCo/Detectron2's VOC setting."""
+
+    arch: str = "resnet50"
+    init: str | None = None
+    iterations: int = 24000  # ~23 epochs of trainval2007 at batch 16
+    batch_size: int = 16  # images per step, summed over all processes
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_steps: tuple[int, ...] = (18000, 22000)
+    lr_gamma: float = 0.1
+    warmup_iterations: int = 100  # Detectron2's PascalVOC-Detection configs
+    warmup_factor: float = 0.001
+    min_size_train: tuple[int, ...] = (480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)
+    min_size_test: int = 800
+    max_size: int = 1333
+    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
+    # Detectron2's C4 defaults: RoIs sampled per training image, proposals kept after NMS.
+    rois_per_image: int = 512
+    proposals_train: int = 2000
+    proposals_test: int = 1000
+    # "bn": BN trained (SyncBN under DDP), MoCo's choice for its backbones;
+    # "frozen": FrozenBatchNorm, torchvision's and Detectron2's for supervised ones.
+    norm: str = "bn"
+    train_split: str = "trainval"
+    test_split: str = "test"
+    eval_batch_size: int = 8
+    workers: int = 8
+    device: str = "auto"
+    amp: bool = True
+    seed: int = 0
+    checkpoint_minutes: float = 10.0
+    log_every: int = 20  # iterations between metrics.jsonl lines
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "quick": {
+            "arch": "resnet10",
+            "iterations": 4,
+            "batch_size": 2,
+            "lr": 0.01,
+            "lr_steps": (3,),
+            "warmup_iterations": 1,
+            "min_size_train": (64,),
+            "min_size_test": 64,
+            "max_size": 128,
+            "anchor_sizes": (8, 16, 32),
+            "rois_per_image": 16,
+            "proposals_train": 64,
+            "proposals_test": 32,
+            "eval_batch_size": 4,
+            "workers": 0,
+            "log_every": 2,
+        },
+    }
+
+    def validate(self) -> None:
+        if self.norm not in ("bn", "frozen"):
+            raise CondPretrainError(f"--norm must be 'bn' or 'frozen', got {self.norm!r}")
+        _positive(self, "iterations", "batch_size", "lr", "min_size_test", "max_size",
+                  "eval_batch_size", "log_every", "rois_per_image", "proposals_train",
+                  "proposals_test")
+        _non_negative(self, "workers", "warmup_iterations")
+        if not self.min_size_train or min(self.min_size_train) <= 0:
+            raise CondPretrainError("--min-size-train needs positive sizes")
+        if list(self.lr_steps) != sorted(self.lr_steps):
+            raise CondPretrainError(f"--lr-steps must be increasing, got {list(self.lr_steps)}")
+
+
+@dataclass
+class SegmentConfig:
+    """PSANet (dilated ResNet-50) on VOC2012 SegmentationClass masks.
+
+    The paper evaluates on VOC2012 ``test``, whose masks are not public (only the
+    evaluation server has them); the default here is ``val``, the usual stand-in.
+    """
+
+    arch: str = "resnet50"
+    init: str | None = None
+    epochs: int = 100
+    batch_size: int = 16  # images per step, summed over all processes
+    lr: float = 0.01
+    head_lr_mult: float = 10.0  # new layers learn 10x faster, as in the PSANet code
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    crop_size: int = 473
+    scale_min: float = 0.5
+    scale_max: float = 2.0
+    aux_weight: float = 0.4
+    shrink_factor: int = 2  # attention on a 2x smaller map, as PSANet does
+    eval_flip: bool = True  # average with the mirrored image at test time, as semseg does
+    train_split: str = "train"
+    test_split: str = "val"
+    workers: int = 8
+    device: str = "auto"
+    amp: bool = True
+    seed: int = 0
+    checkpoint_minutes: float = 10.0
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "quick": {
+            "arch": "resnet10",
+            "epochs": 2,
+            "batch_size": 4,
+            "lr": 0.01,
+            "crop_size": 33,
+            "scale_min": 0.75,
+            "scale_max": 1.25,
+            "shrink_factor": 1,
+            "eval_flip": False,
+            "workers": 0,
+        },
+    }
+
+    def validate(self) -> None:
+        _positive(self, "epochs", "batch_size", "lr", "crop_size", "shrink_factor",
+                  "scale_min", "scale_max")
+        _non_negative(self, "workers", "aux_weight", "head_lr_mult")
+        if self.scale_min > self.scale_max:
+            raise CondPretrainError("--scale-min must not exceed --scale-max")
+        if (self.crop_size - 1) % 8 != 0:
+            raise CondPretrainError(
+                f"--crop-size must be 8k+1 (e.g. 473, 33) so the stride-8 feature map aligns, "
+                f"got {self.crop_size}")
 
 
 def build_config(
@@ -263,6 +407,8 @@ __all__ = [
     "SelectConfig",
     "PretrainConfig",
     "FinetuneConfig",
+    "DetectConfig",
+    "SegmentConfig",
     "build_config",
     "load_yaml",
     "to_dict",

@@ -26,15 +26,17 @@ from condpretrain import __version__, atomic
 from condpretrain.config import SelectConfig, to_dict
 from condpretrain.data.sources import (
     ImageIndex,
+    Target,
     open_pool,
     open_target,
     read_index_csv,
     write_index_csv,
 )
-from condpretrain.device import resolve_device
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
 from condpretrain.scoring import ScoringContext, create_scorer
+from condpretrain.scoring.runner import discard_partials, score_pool
+from condpretrain.train.dist import barrier, init_distributed, shutdown
 
 log = get_logger(__name__)
 
@@ -81,36 +83,57 @@ def select(
     out: str | Path,
     config: SelectConfig | None = None,
 ) -> SelectionResult:
-    """Score every pool image for relevance to ``target`` and write the chosen subset."""
+    """Score every pool image for relevance to ``target`` and write the chosen subset.
+
+    Under torchrun every rank scores its share of the pool and rank 0 writes the
+    outputs; a killed run resumes from its last finished chunk of scores.
+    """
     config = config or SelectConfig()
     config.validate()
     out = Path(out)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    with _timed(timings, "index"):
-        pool = open_pool(sources)
-        target_set = open_target(target) if target else None
-    context = ScoringContext(config, resolve_device(config.device),
-                             Path(config.cache_dir) if config.cache_dir else out / "cache")
-    scorer = create_scorer(config.method, context)
-    if target_set is None:
-        if config.method != "random":
-            raise CondPretrainError(f"--target: method {config.method!r} needs a target dataset")
-    else:
+    dist, device = init_distributed(config.device)
+    try:
+        with _timed(timings, "index"):
+            pool = open_pool(sources)
+            target_set = open_target(target) if target else None
+        context = ScoringContext(config, device,
+                                 Path(config.cache_dir) if config.cache_dir else out / "cache",
+                                 dist)
+        scorer = create_scorer(config.method, context)
         scorer.check_target(target_set)
-    budget = budget_size(len(pool), config.fraction, config.count)  # fail before scoring
-    with _timed(timings, "fit"):
-        if target_set is not None:
-            scorer.fit(target_set)
-    with _timed(timings, "score"):
-        scores = np.asarray(scorer.score(pool), dtype=np.float32)
-    write_index_csv(out / POOL_CSV, pool)
-    atomic.save_npy(out / SCORES_NPY, scores)
-    with _timed(timings, "select"):
-        chosen = rank_pool(scores, budget, config.seed)
-        _write_subset(out, pool, scores, chosen)
-    timings["total"] = time.perf_counter() - started
-    metadata = {
+        budget = budget_size(len(pool), config.fraction, config.count)  # fail before scoring
+        with _timed(timings, "fit"):
+            scorer.fit(target_set, pool)
+        with _timed(timings, "score"):
+            scores = score_pool(scorer, pool, out)
+        if dist.is_main:
+            write_index_csv(out / POOL_CSV, pool)
+            atomic.save_npy(out / SCORES_NPY, scores)
+            with _timed(timings, "select"):
+                chosen = rank_pool(scores, budget, config.seed)
+                _write_subset(out, pool, scores, chosen)
+            timings["total"] = time.perf_counter() - started
+            _write_metadata(out, sources, target, config, context, pool, target_set, len(chosen),
+                            timings)
+            discard_partials(out, scorer, pool)
+            log.info("selected %d of %d pool images with %s -> %s", len(chosen), len(pool),
+                     config.method, out / SUBSET_CSV)
+        barrier(dist)
+    finally:
+        shutdown(dist)
+    selected = _read_json(out / SELECTION_JSON)["selected"]
+    return SelectionResult(out, out / SUBSET_CSV, selected, len(pool),
+                           time.perf_counter() - started)
+
+
+def _write_metadata(
+    out: Path, sources: list[str] | str, target: str | None, config: SelectConfig,
+    context: ScoringContext, pool: ImageIndex, target_set: Target | None, selected: int,
+    timings: dict[str, float],
+) -> None:
+    atomic.write_json(out / SELECTION_JSON, {
         "method": config.method,
         "parameters": to_dict(config),
         "seed": config.seed,
@@ -120,16 +143,13 @@ def select(
         "pool_size": len(pool),
         "pools": _pool_counts(pool),
         "target_sizes": _target_sizes(target_set),
-        "selected": len(chosen),
+        "selected": selected,
         "skipped": [{"path": p, "reason": r} for p, r in sorted(context.skipped.items())],
         "device": str(context.device),
+        "processes": context.dist.world_size,
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "versions": library_versions(),
-    }
-    atomic.write_json(out / SELECTION_JSON, metadata)
-    log.info("selected %d of %d pool images with %s -> %s", len(chosen), len(pool),
-             config.method, out / SUBSET_CSV)
-    return SelectionResult(out, out / SUBSET_CSV, len(chosen), len(pool), timings["total"])
+    })
 
 
 def reselect(
@@ -191,7 +211,7 @@ def _pool_counts(pool: ImageIndex) -> dict[str, int]:
     return {str(n): int(c) for n, c in zip(names, counts, strict=True)}
 
 
-def _target_sizes(target: Any) -> dict[str, int | None]:
+def _target_sizes(target: Target | None) -> dict[str, int | None]:
     if target is None:
         return {}
     return {"train": len(target.train), "test": len(target.test) if target.test else None,

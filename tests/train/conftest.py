@@ -26,7 +26,7 @@ def target6(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_pretrain(**overrides) -> PretrainConfig:
-    values = {**PretrainConfig.PRESETS["quick"], "resolution": 16, "epochs": 2,
+    values = {**PretrainConfig.PRESETS["quick"], "resolution": 16, "epochs": 2, "lr": 0.01,
               "batch_size": 12, "device": "cpu", "amp": False, **overrides}
     return PretrainConfig(**values)
 

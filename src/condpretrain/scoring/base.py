@@ -1,9 +1,11 @@
 """The Scorer interface, its registry, and the streamed pass over a pool.
 
-A method is one small class: ``fit(target)`` learns what the target looks like,
-``score(pool)`` returns one float32 per pool image, higher = more relevant, NaN for a
-file that could not be read. New methods plug in with ``@register_scorer``; nothing
-else in the tool names a method.
+A method is one small class: ``fit(target, pool)`` learns what the target looks like,
+``score(images)`` returns one float32 per image, higher = more relevant, NaN for a file
+that could not be read. ``score`` must depend on each image alone (not on which other
+images share the call): the runner scores the pool in chunks, across processes and
+across restarts. New methods plug in with ``@register_scorer``; nothing else in the
+tool names a method.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from condpretrain.data.sources import ImageIndex, Target
 from condpretrain.device import autocast, to_device
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger, progress_bar
+from condpretrain.train.dist import DistContext
 
 log = get_logger(__name__)
 
@@ -35,6 +38,7 @@ class ScoringContext:
     config: SelectConfig
     device: torch.device
     cache_dir: Path
+    dist: DistContext = field(default_factory=DistContext)
     models_used: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # path -> reason
 
@@ -42,12 +46,17 @@ class ScoringContext:
 class Scorer(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
+    needs_target: ClassVar[bool] = True
     needs_target_labels: ClassVar[bool] = False
 
     def __init__(self, context: ScoringContext) -> None:
         self.context = context
 
-    def check_target(self, target: Target) -> None:
+    def check_target(self, target: Target | None) -> None:
+        if target is None:
+            if self.needs_target:
+                raise CondPretrainError(f"--target: method {self.name!r} needs a target dataset")
+            return
         if self.needs_target_labels and not target.labelled:
             raise CondPretrainError(
                 f"method {self.name!r} needs a labelled target (ROOT/train/<class>/... or a "
@@ -55,12 +64,12 @@ class Scorer(ABC):
             )
 
     @abstractmethod
-    def fit(self, target: Target) -> None:
+    def fit(self, target: Target | None, pool: ImageIndex) -> None:
         """Learn from the target (train a model, cluster features, ...)."""
 
     @abstractmethod
-    def score(self, pool: ImageIndex) -> np.ndarray:
-        """One float32 per pool image; higher = more relevant; NaN = unreadable."""
+    def score(self, images: ImageIndex) -> np.ndarray:
+        """One float32 per image; higher = more relevant; NaN = unreadable."""
 
 
 SCORERS: dict[str, type[Scorer]] = {}

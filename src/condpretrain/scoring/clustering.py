@@ -35,7 +35,7 @@ def fit_centres(features: np.ndarray, clusters: int, iterations: int, seed: int)
 class _ClusteringScorer(Scorer):
     """Shared by both variants; ``reduce`` turns a (batch, K) distance matrix into scores."""
 
-    def fit(self, target: Target) -> None:
+    def fit(self, target: Target | None, pool: ImageIndex) -> None:
         config = self.context.config
         self.extractor = feature_extractor(target, self.context)
         dim = self._feature_dim()
@@ -46,8 +46,8 @@ class _ClusteringScorer(Scorer):
         self.context.models_used["kmeans"] = {"clusters": int(len(self.centres)),
                                               "iterations": config.kmeans_iters}
 
-    def score(self, pool: ImageIndex) -> np.ndarray:
-        return map_images(pool, self.context, self._score_batch, 1, desc="scoring pool")[:, 0]
+    def score(self, images: ImageIndex) -> np.ndarray:
+        return map_images(images, self.context, self._score_batch, 1, desc="scoring pool")[:, 0]
 
     def _embed(self, images: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.normalize(self.extractor(images).float(), dim=1)

@@ -14,10 +14,9 @@ from torch.utils.data import Sampler
 
 from condpretrain.data.images import ImageDataset, train_transform
 from condpretrain.data.sources import ImageIndex, Target
-from condpretrain.device import prepare_model, seed_everything
 from condpretrain.models import build_resnet
 from condpretrain.scoring.base import Scorer, map_images, register_scorer
-from condpretrain.train.classifier import train_classifier
+from condpretrain.scoring.target_model import fit_classifier, recipe_key, trained_once
 
 
 class BalancedDomainSampler(Sampler[int]):
@@ -49,33 +48,31 @@ class DomainClassifierScorer(Scorer):
     name = "domain-classifier"
     summary = "ResNet-18 trained pool-vs-target on balanced batches; score = logit of P(target)"
 
-    def fit(self, target: Target) -> None:
-        self.target = target  # training needs the pool too, so it happens in score()
-
-    def score(self, pool: ImageIndex) -> np.ndarray:
+    def fit(self, target: Target | None, pool: ImageIndex) -> None:
         config = self.context.config
-        seed_everything(config.seed)
-        n_target = len(self.target.train)
-        dataset = ImageDataset(
-            self.target.train.paths + pool.paths, train_transform(config.filter_resolution),
-            labels=np.concatenate([np.ones(n_target), np.zeros(len(pool))]).astype(np.int64),
-            max_pixels=config.max_image_pixels,
-        )
-        model, history = train_classifier(
-            build_resnet(config.dc_arch, num_classes=2), dataset,
-            epochs=config.dc_epochs, lr=config.dc_lr, batch_size=config.batch_size,
-            workers=config.workers, device=self.context.device, amp=config.amp,
-            sampler=BalancedDomainSampler(n_target, len(pool), config.seed),
-            seed=config.seed, desc="domain classifier",
-        )
-        self.context.models_used["domain_classifier"] = {
-            "arch": config.dc_arch, "epochs": config.dc_epochs,
-            "final_loss": history[-1].loss if history else None,
-        }
-        model = prepare_model(model, self.context.device).eval()
+        n_target = len(target.train)
+        recipe = {"target": target.train.paths, "pool": pool.paths}
+        path = self.context.cache_dir / (
+            f"domain-classifier-{config.dc_arch}-{recipe_key(recipe, config, 'dc')}.pt")
 
-        def target_logit(images: torch.Tensor) -> torch.Tensor:
-            logits = model(images)
+        def train(model: torch.nn.Module) -> tuple[torch.nn.Module, dict]:
+            dataset = ImageDataset(
+                target.train.paths + pool.paths, train_transform(config.filter_resolution),
+                labels=np.concatenate([np.ones(n_target), np.zeros(len(pool))]).astype(np.int64),
+                max_pixels=config.max_image_pixels,
+            )
+            return fit_classifier(model, dataset, self.context, epochs=config.dc_epochs,
+                                  lr=config.dc_lr, desc="domain classifier",
+                                  sampler=BalancedDomainSampler(n_target, len(pool), config.seed))
+
+        self.model = trained_once(path, lambda: build_resnet(config.dc_arch, num_classes=2), train,
+                                  self.context)
+        self.context.models_used["domain_classifier"] = {
+            "arch": config.dc_arch, "epochs": config.dc_epochs, "path": str(path)}
+
+    def score(self, images: ImageIndex) -> np.ndarray:
+        def target_logit(batch: torch.Tensor) -> torch.Tensor:
+            logits = self.model(batch)
             return logits[:, 1] - logits[:, 0]
 
-        return map_images(pool, self.context, target_logit, 1, desc="scoring pool")[:, 0]
+        return map_images(images, self.context, target_logit, 1, desc="scoring pool")[:, 0]

@@ -23,14 +23,14 @@ class _EntropyScorer(Scorer):
     needs_target_labels = True
     sign: float = 1.0
 
-    def fit(self, target: Target) -> None:
+    def fit(self, target: Target | None, pool: ImageIndex) -> None:
         self.model = target_model(target, self.context).model
 
-    def score(self, pool: ImageIndex) -> np.ndarray:
+    def score(self, images: ImageIndex) -> np.ndarray:
         def signed_entropy(images: torch.Tensor) -> torch.Tensor:
             return self.sign * prediction_entropy(self.model(images))
 
-        return map_images(pool, self.context, signed_entropy, 1, desc="scoring pool")[:, 0]
+        return map_images(images, self.context, signed_entropy, 1, desc="scoring pool")[:, 0]
 
 
 @register_scorer

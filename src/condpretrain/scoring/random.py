@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from condpretrain.data.sources import ImageIndex, Target
@@ -12,11 +14,19 @@ from condpretrain.scoring.base import Scorer, register_scorer
 class RandomScorer(Scorer):
     name = "random"
     summary = "uniform random scores, seeded (the paper's Random baseline)"
+    needs_target = False
 
-    def fit(self, target: Target) -> None:
+    def fit(self, target: Target | None, pool: ImageIndex) -> None:
         pass  # random selection ignores the target by design
 
-    def score(self, pool: ImageIndex) -> np.ndarray:
-        # Images are not decoded: an unreadable file is found (and skipped) by pre-training.
-        rng = np.random.default_rng(self.context.config.seed)
-        return rng.random(len(pool), dtype=np.float32)
+    def score(self, images: ImageIndex) -> np.ndarray:
+        """A seeded hash of each path: the same image gets the same score whatever the
+        pool's order, chunking or number of processes. Images are not decoded; an
+        unreadable file is found (and skipped) by pre-training."""
+        seed = self.context.config.seed
+        return np.array([_uniform(f"{seed}:{path}") for path in images.paths], dtype=np.float32)
+
+
+def _uniform(key: str) -> float:
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2.0**64

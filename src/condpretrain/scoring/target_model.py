@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Sampler
 
 from condpretrain import atomic
+from condpretrain.config import SelectConfig, to_dict
 from condpretrain.data.images import ImageDataset, train_transform
 from condpretrain.data.sources import Target
 from condpretrain.device import prepare_model, seed_everything
@@ -25,7 +28,9 @@ from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
 from condpretrain.models import ARCHS, build_resnet, clean_state_dict, load_backbone, read_backbone
 from condpretrain.scoring.base import ScoringContext, map_images
+from condpretrain.train.batchnorm import recalibrate_batchnorm
 from condpretrain.train.classifier import train_classifier
+from condpretrain.train.dist import barrier
 
 log = get_logger(__name__)
 
@@ -41,30 +46,82 @@ def target_model(target: Target, context: ScoringContext) -> TargetModel:
     """Load the cached target-trained classifier, or train and cache it."""
     config = context.config
     classes = target.train.classes
-    path = context.cache_dir / f"target-model-{config.target_arch}-{_cache_key(target, context)}.pt"
-    model = build_resnet(config.target_arch, num_classes=len(classes))
-    if path.is_file():
-        log.info("reusing target model %s", path)
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
-    else:
-        seed_everything(config.seed)
+    recipe = {"paths": target.train.paths, "labels": target.train.labels}
+    path = context.cache_dir / (
+        f"target-model-{config.target_arch}-{recipe_key(recipe, config, 'target')}.pt")
+
+    def train(model: nn.Module) -> tuple[nn.Module, dict]:
         dataset = ImageDataset(target.train.paths, train_transform(config.filter_resolution),
                                labels=target.train.label_ids(classes),
                                max_pixels=config.max_image_pixels)
-        model, history = train_classifier(
-            model, dataset, epochs=config.target_epochs, lr=config.target_lr,
-            batch_size=min(config.batch_size, len(dataset)), workers=config.workers,
-            device=context.device, amp=config.amp, seed=config.seed, desc="target model",
-        )
-        state = {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                 "classes": classes, "final_loss": history[-1].loss if history else None}
-        atomic.save_with(path, lambda handle: torch.save(state, handle))
-    model = prepare_model(model, context.device).eval()
+        model, meta = fit_classifier(model, dataset, context, epochs=config.target_epochs,
+                                     lr=config.target_lr, desc="target model")
+        return model, {"classes": classes, **meta}
+
+    model = trained_once(path, lambda: build_resnet(config.target_arch, len(classes)), train,
+                         context)
     context.models_used["target_model"] = {
         "arch": config.target_arch, "classes": len(classes), "epochs": config.target_epochs,
         "path": str(path), "test_top1": _test_accuracy(model, target, classes, context),
     }
     return TargetModel(model, classes, path)
+
+
+def fit_classifier(
+    model: nn.Module,
+    dataset: ImageDataset,
+    context: ScoringContext,
+    *,
+    epochs: int,
+    lr: float,
+    desc: str,
+    sampler: Sampler | None = None,
+) -> tuple[nn.Module, dict]:
+    """Train with the selection settings, then re-estimate BN statistics on the data."""
+    config = context.config
+    batch_size = min(config.batch_size, len(sampler) if sampler is not None else len(dataset))
+    model, history = train_classifier(
+        model, dataset, epochs=epochs, lr=lr, batch_size=batch_size, workers=config.workers,
+        device=context.device, amp=config.amp, sampler=sampler, seed=config.seed, desc=desc,
+    )
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler,
+                        shuffle=sampler is None, num_workers=config.workers)
+    recalibrate_batchnorm(model, loader, context.device, config.amp)
+    return model, {"final_loss": history[-1].loss if history else None}
+
+
+def trained_once(
+    path: Path,
+    build: Callable[[], nn.Module],
+    train: Callable[[nn.Module], tuple[nn.Module, dict]],
+    context: ScoringContext,
+) -> nn.Module:
+    """The model cached at ``path``, trained first if missing.
+
+    Training a model is the costly part of a method, so it happens once: later methods,
+    budgets and resumed runs load the file. Under torchrun rank 0 trains while the other
+    ranks wait, then every rank loads the same file, so all score with identical weights.
+    """
+    if path.is_file():
+        log.info("reusing %s", path)
+    elif context.dist.is_main:
+        seed_everything(context.config.seed)  # before building: the initial weights count
+        trained, meta = train(build())
+        state = {"state_dict": {k: v.cpu() for k, v in trained.state_dict().items()}, **meta}
+        atomic.save_with(path, lambda handle: torch.save(state, handle))
+    barrier(context.dist)
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = build()
+    model.load_state_dict(saved["state_dict"])
+    return prepare_model(model, context.device).eval()
+
+
+def recipe_key(recipe: dict, config: SelectConfig, prefix: str) -> str:
+    """A short hash of everything that determines a trained model."""
+    settings = {k: v for k, v in to_dict(config).items() if k.startswith(prefix)}
+    settings.update(seed=config.seed, resolution=config.filter_resolution,
+                    batch=config.batch_size, recipe=recipe)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def feature_extractor(target: Target, context: ScoringContext) -> nn.Module:
@@ -96,16 +153,6 @@ def infer_arch(state: dict[str, torch.Tensor], path: str | Path) -> str:
     raise CondPretrainError(
         f"--features-from: {path} matches none of the known ResNets ({', '.join(ARCHS)})"
     )
-
-
-def _cache_key(target: Target, context: ScoringContext) -> str:
-    config = context.config
-    recipe = {
-        "paths": target.train.paths, "labels": target.train.labels, "arch": config.target_arch,
-        "epochs": config.target_epochs, "lr": config.target_lr, "seed": config.seed,
-        "resolution": config.filter_resolution, "batch": config.batch_size,
-    }
-    return hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:16]
 
 
 def _test_accuracy(

@@ -1,0 +1,188 @@
+"""Fine-tune a backbone on the target: a new linear head, the whole network trained.
+
+Top-1 (and top-5 with more than 5 classes) on the target's test split after every epoch;
+the best and the last model are kept (``model_best.pt`` / ``model_last.pt``, plain
+torchvision state_dicts with the head) and ``result.json`` has the final figures.
+Without ``--init`` this is the random-initialisation baseline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from condpretrain.config import FinetuneConfig, to_dict
+from condpretrain.data.sources import open_target
+from condpretrain.device import device_kind, prepare_model, seed_everything
+from condpretrain.errors import CondPretrainError
+from condpretrain.log import get_logger
+from condpretrain.models import build_resnet, flops_per_image, load_backbone, save_backbone
+from condpretrain.train import common
+from condpretrain.train.common import RunResult
+from condpretrain.train.data import AugmentedDataset, eval_crop, make_loader, supervised_augment
+from condpretrain.train.dist import all_reduce_sum, barrier, init_distributed, shutdown
+from condpretrain.train.loop import EpochMetrics, Trainer, restore_position
+from condpretrain.train.run import BACKBONE_FILE, CostMeter, RunDir
+from condpretrain.train.supervised import SupervisedTask, evaluate
+
+log = get_logger(__name__)
+
+BEST_FILE, LAST_FILE = "model_best.pt", "model_last.pt"
+# The paper's MoCo fine-tuning recipe (supplement): lr 0.001, batch 64, 100 epochs.
+MOCO_LR, MOCO_EPOCHS = 0.001, 100
+
+
+def resolve(config: FinetuneConfig) -> tuple[FinetuneConfig, str]:
+    """Concrete epochs and lr, and the backbone kind ('moco', 'supervised' or 'random')."""
+    kind = config.backbone
+    if kind == "auto":
+        kind = (common.backbone_mode(config.init) or "supervised") if config.init else "random"
+    moco = kind == "moco"
+    epochs = config.epochs if config.epochs is not None else (MOCO_EPOCHS if moco else 90)
+    lr = config.lr if config.lr is not None else (MOCO_LR if moco else config.resolved_lr())
+    return dataclasses.replace(config, epochs=epochs, lr=lr), kind
+
+
+def finetune(
+    target: str,
+    out: str | Path,
+    config: FinetuneConfig | None = None,
+    resume: bool = False,
+) -> RunResult:
+    """Fine-tune ``config.init`` (None: random init) on ``target``; evaluate on its test split."""
+    config = config or FinetuneConfig()
+    config.validate()
+    ctx, device = init_distributed(config.device)
+    try:
+        return _finetune(target, Path(out), config, resume, ctx, device)
+    finally:
+        shutdown(ctx)
+
+
+def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool, ctx,
+              device: torch.device) -> RunResult:
+    run = RunDir(out, ctx.rank)
+    if resume and run.finished():
+        return common.finished(run)
+    run.prepare(resume)
+    config, kind = resolve(config)
+    target = open_target(target_spec)
+    if not target.labelled:
+        raise CondPretrainError(f"--target: {target_spec} needs labels (class folders or a "
+                                "label column) to fine-tune on")
+    classes = target.train.classes
+    test = target.test
+    if test is None:
+        log.warning("--target %s has no test/val split: no accuracy will be reported",
+                    target_spec)
+    inputs = {"target": target_spec}
+    if resume:
+        common.check_resume(run, to_dict(config), inputs)
+    run.save_config({"command": "finetune", "inputs": inputs, "config": to_dict(config),
+                     "backbone_kind": kind, "classes": classes, "world_size": ctx.world_size})
+
+    seed_everything(config.seed)
+    model = build_resnet(config.arch, num_classes=len(classes))
+    if config.init:
+        load_backbone(model, config.init, config.arch)
+        # a fresh head, drawn the same way whether or not weights were loaded
+    model = prepare_model(model, device)
+    ddp_model = common.wrap_ddp(model, device, ctx)
+
+    def source(paths):
+        return common.image_source(paths, config.resolution, cache=config.cache,
+                                   cache_dir=config.cache_dir, run=run, workers=config.workers,
+                                   max_pixels=config.max_image_pixels, ctx=ctx)
+
+    train_set = AugmentedDataset(source(target.train.paths), supervised_augment(config.resolution),
+                                 target.train.label_ids(classes), seed=config.seed)
+    test_set = None
+    if test is not None:
+        test_set = AugmentedDataset(source(test.paths), eval_crop(config.resolution),
+                                    test.label_ids(classes), seed=config.seed)
+    if config.optimizer == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
+                                     weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                    weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step_epochs,
+                                                config.lr_gamma)
+    trainer = Trainer(SupervisedTask(ddp_model), optimizer, scheduler, device, config.amp,
+                      desc="finetune", dist_ctx=ctx)
+    state = common.restore(run, trainer, resume)
+    position = restore_position(state["position"] if state else None, ctx.rank)
+    best: dict[str, Any] = dict(state.get("best", {})) if state else {}
+    info = {"command": "finetune", "arch": config.arch, "resolution": config.resolution,
+            "backbone_kind": kind}
+    cost = CostMeter.start(state["cost"] if state else None, device_kind=device_kind(device),
+                           device_count=ctx.world_size,
+                           flops_per_image=flops_per_image(config.arch, config.resolution))
+    topk = (1, 5) if len(classes) > 5 else (1,)
+
+    def on_epoch_end(metrics: EpochMetrics) -> dict[str, Any]:
+        cost.add_images(metrics.images, 3.0)
+        scores = test_scores(model, test_set, config, topk, ctx, device) if test_set else {}
+        cost.add_flops(scores.pop("_seen", 0), 1.0)
+        row = {**metrics.as_dict(), **scores}
+        if "top1" in scores and scores["top1"] > best.get("top1", -1.0):
+            best.update({"epoch": metrics.epoch, **scores})
+            if ctx.is_main:
+                _save_model(model, run.file(BEST_FILE))
+        run.append_metrics(row)
+        return scores
+
+    def loader(epoch: int, skip: int):
+        return make_loader(train_set, batch_size=config.batch_size, workers=config.workers,
+                           epoch=epoch, seed=config.seed, rank=ctx.rank, world=ctx.world_size,
+                           shuffle=True, skip_batches=skip, drop_last=False,
+                           pin=device.type == "cuda")
+
+    trainer.run(loader, config.epochs, on_epoch_end=on_epoch_end, position=position,
+                checkpoint=common.checkpointer(run, trainer, cost, lambda: {"best": dict(best)},
+                                               info),
+                checkpoint_seconds=config.checkpoint_minutes * 60)
+    if ctx.is_main:
+        _save_model(model, run.file(LAST_FILE))
+        save_backbone(model, run.file(BACKBONE_FILE))
+    last = run.read_metrics()[-1] if run.read_metrics() else {}
+    result = {"target": target_spec, "arch": config.arch, "init": config.init,
+              "backbone_kind": kind, "classes": len(classes), "epochs": config.epochs,
+              "lr": config.lr, "optimizer": config.optimizer,
+              "top1": last.get("top1"), "top5": last.get("top5"),
+              "best_top1": best.get("top1"), "best_top5": best.get("top5"),
+              "best_epoch": best.get("epoch"), "test_images": len(test) if test else 0}
+    cost_state = run.write_cost(cost, status="done", **info)
+    run.write_result(result)
+    barrier(ctx)
+    return RunResult(run.path, result, cost_state)
+
+
+def test_scores(model, dataset: AugmentedDataset, config: FinetuneConfig, topk, ctx,
+                device: torch.device) -> dict[str, Any]:
+    """Top-k accuracy (in %) and loss on the test split, each rank scoring its share."""
+    loader = make_loader(dataset, batch_size=config.batch_size, workers=config.workers,
+                         epoch=0, seed=config.seed, rank=ctx.rank, world=ctx.world_size,
+                         shuffle=False, drop_last=False, pin=device.type == "cuda")
+    hits, seen, loss_sum = evaluate(model, loader, device, config.amp, topk)
+    totals = all_reduce_sum([seen, loss_sum, *(hits[k] for k in topk)], device, ctx)
+    seen_all = max(totals[0], 1)
+    scores: dict[str, Any] = {"test_loss": totals[1] / seen_all, "_seen": int(totals[0])}
+    for k, value in zip(topk, totals[2:], strict=True):
+        scores[f"top{k}"] = round(100.0 * value / seen_all, 4)
+    scores["accuracy"] = scores["top1"]
+    return scores
+
+
+def _save_model(model: torch.nn.Module, path: Path) -> None:
+    from condpretrain import atomic
+
+    state = {k: v.detach().cpu() for k, v in common.unwrap(model).state_dict().items()}
+    atomic.save_with(path, lambda handle: torch.save(state, handle))
+
+
+def quick_config(**overrides) -> FinetuneConfig:
+    return dataclasses.replace(FinetuneConfig(**FinetuneConfig.PRESETS["quick"]), **overrides)

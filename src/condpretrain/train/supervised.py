@@ -1,0 +1,56 @@
+"""Supervised (pre-)training task: cross-entropy on the good samples of a batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from condpretrain.train.data import good_samples, normalize
+
+
+@dataclass
+class SupervisedTask:
+    """Classifier on uint8 batches from ``train.data``; counts top-1 hits for the metrics."""
+
+    model: nn.Module
+
+    def training_step(self, batch, device: torch.device) -> tuple[torch.Tensor, int, int]:
+        images, labels, _, errors = batch
+        keep = good_samples(errors)
+        if not bool(keep.any()):  # only broken files: a zero loss keeps DDP's graph whole
+            return sum(p.sum() * 0 for p in self.model.parameters()), 0, 0
+        images = normalize(images[keep], device)
+        labels = labels[keep].to(device, non_blocking=True)
+        logits = self.model(images)
+        correct = int((logits.argmax(1) == labels).sum())
+        return nn.functional.cross_entropy(logits, labels), len(labels), correct
+
+    def after_step(self) -> None:
+        pass
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device: torch.device, amp: bool,
+             topk: tuple[int, ...] = (1, 5)) -> tuple[dict[int, int], int, float]:
+    """Hits at each k, images seen and summed loss over ``loader`` (this rank's share)."""
+    from condpretrain.device import autocast
+
+    model.eval()
+    hits = {k: 0 for k in topk}
+    seen, loss_sum = 0, 0.0
+    for images, labels, _, errors in loader:
+        keep = good_samples(errors)
+        if not bool(keep.any()):
+            continue
+        images = normalize(images[keep], device)
+        labels = labels[keep].to(device, non_blocking=True)
+        with autocast(device, amp):
+            logits = model(images).float()
+        loss_sum += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
+        top = logits.topk(min(max(topk), logits.shape[1]), dim=1).indices
+        for k in topk:
+            hits[k] += int((top[:, :k] == labels[:, None]).any(1).sum())
+        seen += len(labels)
+    return hits, seen, loss_sum
