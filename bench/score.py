@@ -26,11 +26,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _util import make_pool, median_seconds, print_table, run_child  # noqa: E402
 
 from condpretrain.config import SelectConfig  # noqa: E402
-from condpretrain.data.sources import open_pool  # noqa: E402
+from condpretrain.data.sources import Target, open_pool  # noqa: E402
 from condpretrain.device import prepare_model, resolve_device, to_device  # noqa: E402
 from condpretrain.models import build_resnet, save_backbone  # noqa: E402
 from condpretrain.scoring import ScoringContext, create_scorer  # noqa: E402
-from condpretrain.scoring.base import map_images  # noqa: E402
 
 
 def main() -> None:
@@ -60,9 +59,7 @@ def main() -> None:
                           workers=args.workers, device=str(device), clusters=16)
     context = ScoringContext(config, device, workdir / "cache")
     scorer = create_scorer("clustering-min", context)
-    from condpretrain.data.sources import Target
-
-    scorer.fit(Target("bench", target))
+    scorer.fit(Target("bench", target), pool)
     scoring = median_seconds(lambda: scorer.score(pool), args.repeats)
 
     model = prepare_model(scorer.extractor, device)
