@@ -14,7 +14,7 @@ from condpretrain.selection import reselect, select
 _CONFIG_FLAGS = [
     "method", "fraction", "count", "seed", "filter_resolution", "batch_size", "workers", "device",
     "cache_dir", "dc_arch", "dc_epochs", "dc_lr", "target_arch", "target_epochs", "target_lr",
-    "features_from", "clusters", "kmeans_iters", "max_image_pixels",
+    "features_from", "clusters", "kmeans_iters", "max_image_pixels", "chunk_size",
 ]
 
 
@@ -49,6 +49,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="backbone state_dict whose features clustering uses (e.g. MoCo-v2)")
     parser.add_argument("--clusters", type=int, default=None, help="k-means K (default 200)")
     parser.add_argument("--kmeans-iters", type=int, default=None)
+    parser.add_argument("--chunk-size", type=int, default=None,
+                        help="images per saved chunk of scores (resume granularity; 50000)")
     parser.add_argument("--max-image-pixels", type=int, default=None,
                         help="skip larger images as decompression bombs (default Pillow's)")
     add_common_flags(parser)

@@ -83,6 +83,7 @@ def fit_classifier(
     model, history = train_classifier(
         model, dataset, epochs=epochs, lr=lr, batch_size=batch_size, workers=config.workers,
         device=context.device, amp=config.amp, sampler=sampler, seed=config.seed, desc=desc,
+        dist_ctx=context.dist,
     )
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                         shuffle=sampler is None, num_workers=config.workers)
@@ -99,16 +100,17 @@ def trained_once(
     """The model cached at ``path``, trained first if missing.
 
     Training a model is the costly part of a method, so it happens once: later methods,
-    budgets and resumed runs load the file. Under torchrun rank 0 trains while the other
-    ranks wait, then every rank loads the same file, so all score with identical weights.
+    budgets and resumed runs load the file. Under torchrun every rank trains (DDP), rank
+    0 saves, and every rank loads that file, so all score with identical weights.
     """
     if path.is_file():
         log.info("reusing %s", path)
-    elif context.dist.is_main:
+    else:
         seed_everything(context.config.seed)  # before building: the initial weights count
         trained, meta = train(build())
-        state = {"state_dict": {k: v.cpu() for k, v in trained.state_dict().items()}, **meta}
-        atomic.save_with(path, lambda handle: torch.save(state, handle))
+        if context.dist.is_main:
+            state = {"state_dict": {k: v.cpu() for k, v in trained.state_dict().items()}, **meta}
+            atomic.save_with(path, lambda handle: torch.save(state, handle))
     barrier(context.dist)
     saved = torch.load(path, map_location="cpu", weights_only=True)
     model = build()
