@@ -24,6 +24,7 @@ import numpy as np
 
 from condpretrain import __version__, atomic
 from condpretrain.config import SelectConfig, to_dict
+from condpretrain.data.shards import write_shards
 from condpretrain.data.sources import (
     ImageIndex,
     Target,
@@ -188,6 +189,20 @@ def reselect(
     metadata["timings"] = dict(previous.get("timings", {}), reselect=round(seconds, 3))
     atomic.write_json(out / SELECTION_JSON, metadata)
     return SelectionResult(out, out / SUBSET_CSV, len(chosen), len(pool), seconds)
+
+
+def write_subset_shards(selection_dir: str | Path, per_shard: int = 10_000) -> list[Path]:
+    """Write a selection's subset as WebDataset shards under ``DIR/shards/``, best first.
+
+    Pre-training then streams a few large files instead of opening millions of small
+    ones; the shards are a pool of their own (``--source DIR/shards/subset-{...}.tar``).
+    """
+    selection_dir = Path(selection_dir)
+    subset = read_index_csv(selection_dir / SUBSET_CSV, "--write-shards")
+    try:
+        return write_shards(subset.paths, subset.labels, selection_dir / "shards", per_shard)
+    except OSError as exc:
+        raise CondPretrainError(f"--write-shards: cannot copy an image ({exc})") from None
 
 
 def library_versions() -> dict[str, str]:

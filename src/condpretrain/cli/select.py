@@ -8,7 +8,8 @@ from condpretrain.cli.common import add_common_flags, overrides
 from condpretrain.config import SelectConfig, build_config
 from condpretrain.errors import CondPretrainError
 from condpretrain.scoring import SCORERS
-from condpretrain.selection import reselect, select
+from condpretrain.selection import reselect, select, write_subset_shards
+from condpretrain.train.dist import is_main_process
 
 # Flags whose value maps 1:1 onto a SelectConfig field of the same name.
 _CONFIG_FLAGS = [
@@ -49,6 +50,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="backbone state_dict whose features clustering uses (e.g. MoCo-v2)")
     parser.add_argument("--clusters", type=int, default=None, help="k-means K (default 200)")
     parser.add_argument("--kmeans-iters", type=int, default=None)
+    parser.add_argument("--write-shards", action="store_true",
+                        help="also write the subset as WebDataset shards under OUT/shards/")
+    parser.add_argument("--images-per-shard", type=int, default=10_000)
     parser.add_argument("--chunk-size", type=int, default=None,
                         help="images per saved chunk of scores (resume granularity; 50000)")
     parser.add_argument("--max-image-pixels", type=int, default=None,
@@ -69,7 +73,12 @@ def run_select(args: argparse.Namespace) -> int:
         config = build_config(SelectConfig, args.preset, args.config,
                               **overrides(args, _CONFIG_FLAGS))
         result = select(args.source, args.target, args.out, config)
+    if not is_main_process():
+        return 0
     print(f"selected {result.selected} of {result.pool_size} images -> {result.subset_csv}")
+    if args.write_shards:
+        shards = write_subset_shards(result.out_dir, args.images_per_shard)
+        print(f"wrote {len(shards)} shards -> {result.out_dir / 'shards'}")
     return 0
 
 

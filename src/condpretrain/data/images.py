@@ -8,6 +8,7 @@ sample flagged with the reason, which the consumer masks out.
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -39,7 +40,7 @@ def load_rgb(path: str, max_pixels: int = 178_956_970) -> Image.Image:
         with warnings.catch_warnings():
             # We enforce our own pixel limit below; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(_open_source(path)) as image:
                 width, height = image.size
                 if width * height > max_pixels:
                     raise UnreadableImageError(
@@ -52,6 +53,13 @@ def load_rgb(path: str, max_pixels: int = 178_956_970) -> Image.Image:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise UnreadableImageError(f"{path}: {exc}") from None
+
+
+def _open_source(path: str) -> str | io.BytesIO:
+    """A file path, or the bytes of a member of a WebDataset shard (``x.tar#key.jpg``)."""
+    from condpretrain.data.shards import is_member_path, read_member
+
+    return io.BytesIO(read_member(path)) if is_member_path(path) else path
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -11,12 +11,14 @@ Accepted layouts (the spec's ``PATH`` may be prefixed with ``NAME=`` to name a p
 * ``ROOT/{train,test|val}/<class>/<image>`` - a labelled target with its splits
 * ``ROOT/<image>``                   - a flat, unlabelled folder (e.g. VOC's JPEGImages)
 * ``manifest.csv`` with header ``path,label[,split]``, paths relative to the CSV's folder
+* ``pool-{000000..000127}.tar``      - WebDataset shards (``KEY.jpg`` + ``KEY.cls``), read in place
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import numpy as np
 
 from condpretrain.atomic import atomic_open
 from condpretrain.data.images import is_image_file
+from condpretrain.data.shards import index_shards, is_shard_spec
 from condpretrain.errors import CondPretrainError
 
 TEST_SPLIT_NAMES = ("test", "val")
@@ -87,7 +90,10 @@ def parse_spec(spec: str) -> tuple[str, Path]:
     if sep and name and not os.path.exists(spec):
         return name, Path(path)
     path = Path(spec)
-    return (path.stem if path.suffix.lower() == ".csv" else path.name) or "pool", path
+    if path.suffix.lower() in (".csv", ".tar"):
+        # pool-{000000..000127}.tar -> "pool"
+        return re.split(r"[-_]?\{", path.stem)[0] or "pool", path
+    return path.name or "pool", path
 
 
 def open_pool(specs: list[str] | str, option: str = "--source") -> ImageIndex:
@@ -146,6 +152,9 @@ def read_index_csv(path: str | Path, option: str = "--subset") -> ImageIndex:
 def _read_source(
     path: Path, name: str, option: str, splits: tuple[str, ...] | None, allow_empty: bool = False
 ) -> ImageIndex:
+    if is_shard_spec(str(path)):
+        paths, labels = index_shards(str(path), option)
+        return ImageIndex(paths, labels, [name] * len(paths))
     _require_exists(path, option)
     if path.is_dir():
         return _read_folder(path, name, option)

@@ -33,6 +33,11 @@ class DistContext:
         return self.rank == 0
 
 
+def is_main_process() -> bool:
+    """Rank 0 of torchrun, or the only process (works before and after the group exists)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def init_distributed(device_name: str = "auto") -> tuple[DistContext, torch.device]:
     """Join torchrun's process group when launched by it; choose this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
