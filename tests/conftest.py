@@ -13,6 +13,14 @@ from imagegen import make_image_folder, make_target  # noqa: E402
 # Deterministic and light on a 2-core machine.
 torch.set_num_threads(2)
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_index_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Tests never write the pool index cache into the user's home."""
+    import os
+
+    os.environ["CONDPRETRAIN_INDEX_CACHE"] = str(tmp_path_factory.mktemp("index-cache"))
+
 POOL_CLASSES = {"stripes_a": "stripes", "stripes_b": "stripes", "noise_a": "noise", "noise_b": "noise"}
 TARGET_CLASSES = {"warm": "stripes", "ring": "rings"}
 

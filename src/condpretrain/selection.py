@@ -37,7 +37,7 @@ from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
 from condpretrain.scoring import ScoringContext, create_scorer
 from condpretrain.scoring.runner import discard_partials, score_pool
-from condpretrain.train.dist import barrier, init_distributed, shutdown
+from condpretrain.train.dist import barrier, gather_peak_rss_mb, init_distributed, shutdown
 
 log = get_logger(__name__)
 
@@ -109,6 +109,7 @@ def select(
             scorer.fit(target_set, pool)
         with _timed(timings, "score"):
             scores = score_pool(scorer, pool, out)
+        peak_rss_mb = gather_peak_rss_mb(dist)
         if dist.is_main:
             write_index_csv(out / POOL_CSV, pool)
             atomic.save_npy(out / SCORES_NPY, scores)
@@ -117,7 +118,7 @@ def select(
                 _write_subset(out, pool, scores, chosen)
             timings["total"] = time.perf_counter() - started
             _write_metadata(out, sources, target, config, context, pool, target_set, len(chosen),
-                            timings)
+                            timings, peak_rss_mb)
             discard_partials(out, scorer, pool)
             log.info("selected %d of %d pool images with %s -> %s", len(chosen), len(pool),
                      config.method, out / SUBSET_CSV)
@@ -132,7 +133,7 @@ def select(
 def _write_metadata(
     out: Path, sources: list[str] | str, target: str | None, config: SelectConfig,
     context: ScoringContext, pool: ImageIndex, target_set: Target | None, selected: int,
-    timings: dict[str, float],
+    timings: dict[str, float], peak_rss_mb: list[float],
 ) -> None:
     atomic.write_json(out / SELECTION_JSON, {
         "method": config.method,
@@ -148,6 +149,7 @@ def _write_metadata(
         "skipped": [{"path": p, "reason": r} for p, r in sorted(context.skipped.items())],
         "device": str(context.device),
         "processes": context.dist.world_size,
+        "peak_rss_mb": peak_rss_mb,
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "versions": library_versions(),
     })

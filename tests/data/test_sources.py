@@ -90,3 +90,29 @@ def test_bad_sources_are_one_line_errors(tmp_path, case, message):
     with pytest.raises(CondPretrainError, match=message) as info:
         open_pool([str(path)])
     assert "\n" not in str(info.value) and str(path.name) in str(info.value)
+
+
+def test_pool_index_is_cached_and_invalidated(tmp_path, monkeypatch):
+    from imagegen import write_family
+
+    from condpretrain.data import sources
+
+    monkeypatch.setenv("CONDPRETRAIN_INDEX_CACHE", str(tmp_path / "cache"))
+    write_family(tmp_path / "pool" / "a" / "deeper", "stripes", 3)
+    write_family(tmp_path / "pool" / "b", "noise", 2)
+    calls = []
+    real = sources._list_folder
+    monkeypatch.setattr(sources, "_list_folder", lambda root: calls.append(root) or real(root))
+
+    first = open_pool([str(tmp_path / "pool")])
+    again = open_pool([str(tmp_path / "pool")])
+    assert len(calls) == 1 and again == first and len(first) == 5
+    assert first.labels == ["a"] * 3 + ["b"] * 2
+
+    write_family(tmp_path / "pool" / "a" / "deeper", "rings", 1)  # a new file, deep down
+    grown = open_pool([str(tmp_path / "pool")])
+    assert len(calls) == 2 and len(grown) == 6
+
+    monkeypatch.setenv("CONDPRETRAIN_INDEX_CACHE", "off")
+    open_pool([str(tmp_path / "pool")])
+    assert len(calls) == 3 and not list((tmp_path / "cache").glob("*.json.gz"))[1:]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from condpretrain.atomic import atomic_open
 from condpretrain.data.images import is_image_file
+from condpretrain.data.index_cache import FolderListing, cached_listing
 from condpretrain.data.shards import index_shards, is_shard_spec
 from condpretrain.errors import CondPretrainError
 
@@ -165,32 +167,43 @@ def _read_source(
 
 def _read_folder(root: Path, name: str, option: str) -> ImageIndex:
     """ImageFolder when class sub-folders hold images, else a flat unlabelled folder."""
-    class_dirs = sorted((e for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")),
-                        key=lambda e: e.name)
-    index = ImageIndex()
-    for entry in class_dirs:
-        for image_path in _walk_images(entry.path):
-            index.paths.append(image_path)
-            index.labels.append(entry.name)
-    if not index.paths:
-        index.paths = [e.path for e in sorted(os.scandir(root), key=lambda e: e.name)
-                       if e.is_file() and is_image_file(e.name)]
-        index.labels = [""] * len(index.paths)
-    if not index.paths:
+    listing = cached_listing(root, _list_folder)
+    if not listing.paths:
         raise CondPretrainError(
             f"{option}: no images found in {root} "
             "(expected ROOT/<class>/<image>, ROOT/train/<class>/<image> or a flat image folder)"
         )
-    index.pools = [name] * len(index.paths)
-    return index
+    return ImageIndex([os.path.join(root, p) for p in listing.paths], listing.labels,
+                      [name] * len(listing.paths))
 
 
-def _walk_images(folder: str) -> list[str]:
-    found = []
-    for current, dirs, files in os.walk(folder, followlinks=True):
+def _list_folder(root: Path) -> FolderListing:
+    """Walk the class folders in parallel threads (listing is I/O bound)."""
+    entries = sorted(os.scandir(root), key=lambda e: e.name)
+    class_dirs = [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
+    listing = FolderListing(folders={".": os.stat(root).st_mtime_ns})
+    with ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 1) * 4)) as pool:
+        for class_name, (files, folders) in zip(
+            class_dirs, pool.map(lambda d: _walk_images(root, d), class_dirs), strict=True
+        ):
+            listing.paths += files
+            listing.labels += [class_name] * len(files)
+            listing.folders.update(folders)
+    if not listing.paths:  # a flat, unlabelled folder
+        listing.paths = [e.name for e in entries if e.is_file() and is_image_file(e.name)]
+        listing.labels = [""] * len(listing.paths)
+    return listing
+
+
+def _walk_images(root: Path, folder: str) -> tuple[list[str], dict[str, int]]:
+    """Image paths (relative to ``root``) under ``folder``, and each folder's mtime."""
+    found, folders = [], {}
+    for current, dirs, files in os.walk(os.path.join(root, folder), followlinks=True):
         dirs.sort()
-        found.extend(os.path.join(current, f) for f in sorted(files) if is_image_file(f))
-    return found
+        relative = os.path.relpath(current, root)
+        folders[relative] = os.stat(current).st_mtime_ns
+        found.extend(os.path.join(relative, f) for f in sorted(files) if is_image_file(f))
+    return found, folders
 
 
 def _read_manifest(

@@ -96,3 +96,15 @@ def concat_all_gather(tensor: torch.Tensor) -> torch.Tensor:
     gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, tensor.contiguous())
     return torch.cat(gathered, dim=0)
+
+
+def gather_peak_rss_mb(ctx: DistContext) -> list[float]:
+    """Each rank's peak resident memory so far, in MB (rank order)."""
+    import resource
+
+    mine = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if not ctx.enabled:
+        return [mine]
+    gathered: list[float] = [0.0] * ctx.world_size
+    dist.all_gather_object(gathered, mine)
+    return gathered
