@@ -92,7 +92,7 @@ class FakePipeline:
         self.calls["finetune"] += 1
         out = Path(out)
         base = 0.5 if config.init is None else 0.8 if "entire-pool" in config.init else 0.6
-        top1 = base + 0.01 * config.seed + 0.001 * (hash(str(out)) % 10)
+        top1 = 100 * (base + 0.01 * config.seed + 0.001 * (hash(str(out)) % 10))
         _write_json(out / "result.json", {"top1": top1, "top5": 1.0, "best_top1": top1})
         _write_json(out / "run.json", {"wall_seconds": 7.0, "device_hours": 7 / 3600})
         return SimpleNamespace(run_dir=out)

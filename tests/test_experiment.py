@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from fake_steps import FakePipeline
 
 from condpretrain import api
 from condpretrain.errors import CondPretrainError
-from condpretrain.experiment import cells, load_experiment, read_results, run
+from condpretrain.experiment import Steps, cells, load_experiment, read_results, run
 
 
 def write_yaml(path: Path, data: dict) -> Path:
@@ -70,11 +71,13 @@ def test_resume_skips_finished_cells_and_reuses_artefacts(grid_file: Path, tmp_p
         writer.writeheader()
         writer.writerows(kept)
     killed = out / lost[0]["pretrain_dir"]
-    (killed / "result.json").unlink()
+    (killed / "result.json").unlink()  # killed mid pre-training: no fine-tune yet
+    shutil.rmtree(out / lost[0]["finetune_dir"])
     third = FakePipeline()
     result = run(grid_file, out, third.steps())
     assert result.ran == 2 and result.skipped == 42
-    assert third.calls == {"pretrain": 1, "finetune": 2}
+    # the second lost row had all its artefacts: read back, nothing recomputed
+    assert third.calls == {"pretrain": 1, "finetune": 1}
     assert third.resumed == [str(killed)]
     assert len(read_results(out / "results.csv")) == 44
 
@@ -141,8 +144,15 @@ def test_cli_run_error_is_one_line(tmp_path: Path, capsys):
     assert "budgets" in err and len(err.splitlines()) == 1
 
 
-@pytest.mark.skipif(not all(hasattr(api, n) for n in ("select", "reselect", "pretrain",
-                                                      "finetune")),
+def _pipeline_installed() -> bool:
+    try:
+        Steps.default()
+    except CondPretrainError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _pipeline_installed(),
                     reason="the select/pretrain/finetune APIs are not installed yet")
 def test_tiny_grid_end_to_end(tmp_path: Path, two_part_pool: Path, stripes_target: Path):
     """Two cells through the real pipeline on 24 px images, then the report."""
@@ -165,3 +175,14 @@ def test_tiny_grid_end_to_end(tmp_path: Path, two_part_pool: Path, stripes_targe
     assert api.run(path, out).ran == 0
     written = api.report(out)
     assert "Random Init." in written.markdown.read_text()
+
+
+def test_same_folder_other_settings_is_refused(grid_file: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    run(grid_file, out, FakePipeline().steps())
+    data = yaml.safe_load(grid_file.read_text())
+    grown = write_yaml(tmp_path / "grown.yaml", {**data, "seeds": [0, 1, 2]})
+    assert run(grown, out, FakePipeline().steps()).ran == 22  # one more seed: more cells
+    changed = write_yaml(tmp_path / "changed.yaml", {**data, "pretrain": {"epochs": 9}})
+    with pytest.raises(CondPretrainError, match="another 'pretrain'"):
+        run(changed, out, FakePipeline().steps())

@@ -10,12 +10,31 @@ Each command group adds its entry points here (one import line and the name in _
 from __future__ import annotations
 
 from condpretrain.config import FinetuneConfig, PretrainConfig, SelectConfig, build_config
+from condpretrain.demo import demo, report, run  # run/report re-exported from experiment/report
+from condpretrain.downstream import detect, segment
 from condpretrain.errors import CondPretrainError
+from condpretrain.export import export_backbone
+from condpretrain.selection import SelectionResult, reselect, select
+from condpretrain.train.common import RunResult
+from condpretrain.train.finetune import finetune
+from condpretrain.train.pretrain import pretrain
 
 __all__ = [
+    "select",
+    "reselect",
+    "SelectionResult",
+    "pretrain",
+    "finetune",
+    "export_backbone",
+    "RunResult",
     "CondPretrainError",
     "SelectConfig",
     "PretrainConfig",
     "FinetuneConfig",
     "build_config",
+    "run",
+    "report",
+    "demo",
+    "detect",
+    "segment",
 ]
