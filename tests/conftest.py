@@ -14,6 +14,18 @@ from imagegen import make_image_folder, make_target  # noqa: E402
 torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True)
+def _library_logging():
+    """Undo what an in-process CLI call does to logging, so caplog sees every record."""
+    import logging
+
+    yield
+    library = logging.getLogger("condpretrain")
+    library.handlers.clear()
+    library.propagate = True
+    library.setLevel(logging.NOTSET)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_index_cache(tmp_path_factory: pytest.TempPathFactory):
     """Tests never write the pool index cache into the user's home."""

@@ -178,3 +178,16 @@ def test_resume_with_other_options_is_refused(pool4, tmp_path, monkeypatch):
     monkeypatch.undo()
     with pytest.raises(CondPretrainError, match="epochs was 2"):
         pretrain(str(pool4), tmp_path / "run", tiny_pretrain(epochs=3), resume=True)
+
+
+def test_pretrain_reads_webdataset_shards(pool4, tmp_path):
+    """A subset written back as shards is a pool of its own for pre-training."""
+    from condpretrain.data.shards import write_shards
+
+    pool = open_pool([str(pool4)])
+    write_shards(pool.paths, pool.labels, tmp_path / "shards", per_shard=20, prefix="s")
+    pattern = str(tmp_path / "shards" / "s-{000000..000002}.tar")
+    result = pretrain(pattern, tmp_path / "run", tiny_pretrain(epochs=1))
+    assert result.cost["images"] == len(pool) == 48
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["classes"] == sorted(
+        set(pool.labels))

@@ -1,0 +1,175 @@
+"""Assemble the report of an experiment folder from its ``results.csv`` and subsets."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from condpretrain import atomic
+from condpretrain.errors import CondPretrainError
+from condpretrain.experiment import RESULTS_FILE, budget_key, budget_label, read_results
+from condpretrain.log import get_logger
+from condpretrain.report import plots
+from condpretrain.report.html import (
+    Block,
+    Heading,
+    Paragraph,
+    Picture,
+    markdown_table,
+    to_html,
+    to_markdown,
+)
+from condpretrain.report.tables import (
+    Table,
+    all_tables,
+    method_name,
+    number,
+    timing_table,
+)
+
+log = get_logger(__name__)
+TOP_IMAGES = 48
+
+
+@dataclass
+class ReportResult:
+    markdown: Path
+    html: Path
+    figures: list[Path] = field(default_factory=list)
+    table_text: str = ""  # the Table-2 tables as markdown, for the CLI to print
+
+
+def write_report(out_dir: str | Path) -> ReportResult:
+    out = Path(out_dir)
+    results = out / RESULTS_FILE
+    if not results.is_file():
+        raise CondPretrainError(f"{out}: no {RESULTS_FILE} here; run `condpretrain run` first")
+    rows = read_results(results)
+    if not rows:
+        raise CondPretrainError(f"{results}: the results table has no rows yet")
+    title = f"Conditional pre-training: {_experiment_name(out)}"
+    tables = all_tables(rows)
+    blocks: list[Block] = [
+        Paragraph(f"{len(rows)} runs over {len({r['target'] for r in rows})} target(s); "
+                  f"seeds: {', '.join(sorted({r['seed'] for r in rows}, key=int))}."),
+        Heading("Results in the layout of the paper's Table 2"),
+        *tables,
+        Heading("Accuracy against pre-training cost"),
+        Picture("top-1 accuracy vs pre-training device-hours, one point per cell",
+                "figures/accuracy_vs_cost.png", plots.accuracy_vs_cost(rows)),
+        Heading("Selection time apart from pre-training time"),
+        timing_table(rows),
+    ]
+    blocks += _selection_blocks(out, rows)
+    figures = []
+    for block in blocks:
+        if isinstance(block, Picture):
+            atomic.write_bytes(out / block.filename, block.png)
+            figures.append(out / block.filename)
+    atomic.write_text(out / "report.md", to_markdown(title, blocks))
+    atomic.write_text(out / "report.html", to_html(title, blocks))
+    text = "\n\n".join(f"{t.title}\n{markdown_table(t)}" for t in tables)
+    log.info("report written to %s", out / "report.html")
+    return ReportResult(out / "report.md", out / "report.html", figures, text)
+
+
+def _experiment_name(out: Path) -> str:
+    try:
+        data = yaml.safe_load((out / "experiment.yaml").read_text(encoding="utf-8"))
+        return str(data.get("name") or out.name)
+    except (OSError, yaml.YAMLError, AttributeError):
+        return out.name
+
+
+def read_subset(path: Path) -> list[dict[str, str]]:
+    """Rows of a subset.csv, top-scored first (by rank, else by score)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and number(rows[0].get("rank")) is not None:
+        rows.sort(key=lambda r: number(r.get("rank")) or 0.0)
+    elif rows and number(rows[0].get("score")) is not None:
+        rows.sort(key=lambda r: -(number(r.get("score")) or 0.0))
+    return rows
+
+
+def _subsets(out: Path, rows: list[dict[str, str]]) -> dict[tuple[str, str, str], Path]:
+    """(target, budget, method) -> subset.csv of the lowest seed that has one."""
+    found: dict[tuple[str, str, str], tuple[int, Path]] = {}
+    for r in rows:
+        if not r.get("select_dir"):
+            continue
+        path = Path(r["select_dir"])
+        path = (path if path.is_absolute() else out / path) / "subset.csv"
+        key = (r["target"], budget_key(float(r["budget"])), r["method"])
+        seed = int(r["seed"])
+        if path.is_file() and (key not in found or seed < found[key][0]):
+            found[key] = (seed, path)
+    return {k: v[1] for k, v in found.items()}
+
+
+def _image_path(path: str, subset_csv: Path) -> str:
+    p = Path(path)
+    return str(p if p.is_absolute() else subset_csv.parent / p)
+
+
+def _selection_blocks(out: Path, rows: list[dict[str, str]]) -> list[Block]:
+    subsets = _subsets(out, rows)
+    if not subsets:
+        return []
+    blocks: list[Block] = [Heading("What each method picked")]
+    by_target: dict[str, dict[str, dict[str, Path]]] = defaultdict(lambda: defaultdict(dict))
+    for (target, budget, method), path in subsets.items():
+        by_target[target][budget][method] = path
+    for target, budgets in by_target.items():
+        blocks.append(Heading(f"Target {target}", 3))
+        largest = max(budgets, key=float)
+        for method, path in budgets[largest].items():
+            picked = read_subset(path)
+            if not picked:
+                continue
+            slug = f"{_slug(target)}_{_slug(method)}"
+            top = [_image_path(r["path"], path) for r in picked[:TOP_IMAGES]]
+            pools = {r.get("pool", "") for r in picked}
+            by_pool = len(pools) > 1
+            names = [r.get("pool", "") if by_pool else r.get("label", "") for r in picked]
+            blocks += [
+                Picture(f"{method_name(method)}: top-{len(top)} scored pool images",
+                        f"figures/top_{slug}.png", plots.contact_sheet(top)),
+                Picture(f"{method_name(method)}: picked {'pools' if by_pool else 'classes'} "
+                        f"({budget_label(float(largest))} budget)",
+                        f"figures/picked_{slug}.png",
+                        plots.picked_histogram(names, f"{target}: {method_name(method)}")),
+            ]
+        for budget in sorted(budgets, key=float):
+            methods = budgets[budget]
+            if len(methods) < 2:
+                continue
+            sets = {m: {r["path"] for r in read_subset(p)} for m, p in methods.items()}
+            names = list(sets)
+            matrix = plots.jaccard(sets)
+            label = f"{target}, {budget_label(float(budget))} budget"
+            blocks.append(Picture(f"Jaccard overlap of the subsets: {label}",
+                                  f"figures/jaccard_{_slug(target)}_b{budget_key(float(budget) * 100)}.png",
+                                  plots.jaccard_heatmap(names, matrix, label)))
+            blocks.append(_jaccard_table(names, matrix, label))
+    return blocks
+
+
+def _jaccard_table(names: list[str], matrix: np.ndarray, label: str) -> Table:
+    header = ["", "Method", *[method_name(n) for n in names]]
+    rows = [["", method_name(a), *[f"{matrix[i, j]:.2f}" for j in range(len(names))]]
+            for i, a in enumerate(names)]
+    return Table(f"Jaccard overlap: {label}", header, rows,
+                 note="|A ∩ B| / |A ∪ B| of the images two methods picked (lowest seed).")
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
+
+
+__all__ = ["ReportResult", "write_report", "read_subset"]

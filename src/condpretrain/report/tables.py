@@ -1,0 +1,226 @@
+"""Results rows -> tables in the layout of the paper's Table 2.
+
+One table per (pre-training mode, resolution): rows are budget x method (the 0 % and
+100 % baselines first), columns are the targets, then the pre-training cost and,
+apart from it, the selection cost, both in device-hours. Cells are mean +- std over
+seeds; the best selection method of each budget is marked in every column.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from condpretrain.experiment import (
+    ENTIRE_POOL,
+    METHODS,
+    RANDOM_INIT,
+    RESULT_COLUMNS,
+    budget_label,
+)
+
+METHOD_NAMES = {
+    RANDOM_INIT: "Random Init.",
+    ENTIRE_POOL: "Entire Dataset",
+    "random": "Random",
+    "inverse-active-learning": "Inv. Active Learning",
+    "active-learning": "Active Learning",
+    "domain-classifier": "Domain Cls.",
+    "clustering-avg": "Clustering (Avg)",
+    "clustering-min": "Clustering (Min)",
+}
+# Downstream metrics a results table may carry besides classification accuracy
+# (detection / segmentation runs add them as extra columns).
+EXTRA_METRIC_NAMES = {
+    "ap": "Detection AP", "ap50": "Detection AP50", "ap75": "Detection AP75",
+    "miou": "Segmentation mIoU", "macc": "Segmentation mAcc", "allacc": "Segmentation allAcc",
+}
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    bold: set[tuple[int, int]] = field(default_factory=set)  # (row, column) to mark
+    note: str = ""
+    text_columns: int = 2  # leading columns of labels; the rest are numbers, right-aligned
+
+
+@dataclass
+class Stat:
+    mean: float
+    std: float
+    n: int
+
+    def text(self, digits: int = 2) -> str:
+        if self.n > 1:
+            return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+        return f"{self.mean:.{digits}f}"
+
+
+def method_name(method: str) -> str:
+    return METHOD_NAMES.get(method, method)
+
+
+def number(value: str | float | None) -> float | None:
+    try:
+        result = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return result if math.isfinite(result) else None
+
+
+def stat(values: Iterable[float | None]) -> Stat | None:
+    """Mean and sample standard deviation (ddof=1) of the values that are numbers."""
+    xs = [v for v in values if v is not None]
+    if not xs:
+        return None
+    mean = sum(xs) / len(xs)
+    var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
+    return Stat(mean, math.sqrt(var), len(xs))
+
+
+def hours_text(hours: float | None) -> str:
+    if hours is None:
+        return "-"
+    if hours == 0:
+        return "0"
+    if hours >= 10:
+        return f"{hours:.0f}"
+    if hours >= 1:
+        return f"{hours:.1f}"
+    # Demo-sized runs cost thousandths of an hour: two significant digits, no exponent.
+    return np.format_float_positional(hours, precision=2, unique=True, fractional=False, trim="-")
+
+
+def seconds_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.1f}"
+
+
+def targets_of(rows: list[dict[str, str]]) -> list[str]:
+    return list(dict.fromkeys(r["target"] for r in rows))
+
+
+def groups_of(rows: list[dict[str, str]]) -> list[tuple[str, int]]:
+    """(mode, resolution) of every table: modes as met, resolutions high to low as in the paper."""
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    groups = {(r["mode"], int(r["resolution"])) for r in rows if r["method"] != RANDOM_INIT}
+    if not groups:  # only random-init rows: one table per mode
+        groups = {(m, 0) for m in modes}
+    return sorted(groups, key=lambda g: (modes.index(g[0]), -g[1]))
+
+
+def row_order(rows: list[dict[str, str]]) -> list[tuple[float, str]]:
+    """(budget, method) rows: random init, entire pool, then each budget in the paper's order."""
+    present = {(float(r["budget"]), r["method"]) for r in rows}
+    known = {m: i for i, m in enumerate(METHODS)}
+    baselines = [(0.0, RANDOM_INIT), (1.0, ENTIRE_POOL)]
+    rest = sorted((p for p in present if p not in baselines),
+                  key=lambda p: (p[0], known.get(p[1], len(known)), p[1]))
+    return [b for b in baselines if b in present] + rest
+
+
+def table2(rows: list[dict[str, str]], metric: str = "top1", title: str = "Top-1 accuracy (%)"
+           ) -> list[Table]:
+    """The paper's Table 2 for ``metric``: one table per (mode, resolution)."""
+    rows = [r for r in rows if number(r.get(metric)) is not None]
+    if not rows:
+        return []
+    targets = targets_of(rows)
+    tables = []
+    for mode, res in groups_of(rows):
+        in_group = [r for r in rows if r["mode"] == mode
+                    and (r["method"] == RANDOM_INIT or int(r["resolution"]) == res)]
+        tables.append(_one_table(in_group, targets, metric,
+                                 f"{title}: {mode} pre-training at {res}x{res}" if res
+                                 else f"{title}: {mode}"))
+    return tables
+
+
+def _one_table(rows: list[dict[str, str]], targets: list[str], metric: str, title: str
+               ) -> Table:
+    cells: dict[tuple[float, str], list[dict[str, str]]] = defaultdict(list)
+    for r in rows:
+        cells[(float(r["budget"]), r["method"])].append(r)
+    header = ["Budget", "Method", *targets, "Pre-train cost (device-h)", "Selection (device-h)"]
+    table = Table(title, header, [], note=(
+        "mean ± std over seeds; **bold**: best selection method of its budget per target; "
+        "costs are means over targets and seeds, selection counted apart from pre-training."))
+    means: dict[tuple[float, int], list[tuple[str, int]]] = defaultdict(list)
+    last_budget = None
+    for i, (budget, method) in enumerate(row_order(rows)):
+        group = cells[(budget, method)]
+        line = [budget_label(budget) if budget != last_budget else "", method_name(method)]
+        last_budget = budget
+        for j, target in enumerate(targets):
+            s = stat(number(r[metric]) for r in group if r["target"] == target)
+            line.append(s.text() if s else "-")
+            if s and method not in (RANDOM_INIT, ENTIRE_POOL):
+                means[(budget, j)].append((f"{s.mean:.2f}", i))
+        pre = stat(number(r.get("pretrain_device_hours")) for r in group)
+        sel = stat(number(r.get("select_device_hours")) for r in group)
+        line += [hours_text(pre.mean if pre else None),
+                 hours_text(sel.mean if sel else (0.0 if method in (RANDOM_INIT, ENTIRE_POOL)
+                                                  else None))]
+        table.rows.append(line)
+    # Ties (as shown, to two decimals) are all marked; a lone method is not "best" of anything.
+    for (_, j), found in means.items():
+        top = max(float(m) for m, _ in found)
+        if len(found) > 1:
+            table.bold |= {(i, 2 + j) for m, i in found if float(m) == top}
+    return table
+
+
+def timing_table(rows: list[dict[str, str]]) -> Table:
+    """Wall seconds of selection, pre-training and fine-tuning, kept apart, per row of Table 2."""
+    header = ["Mode", "Resolution", "Budget", "Method", "Selection (s)", "Pre-training (s)",
+              "Fine-tuning (s)", "Pre-train images", "Pre-train PFLOPs"]
+    table = Table("Where the time goes (mean over targets and seeds)", header, [], text_columns=4,
+                  note="selection = scoring + picking the budget; scoring is shared by every "
+                       "budget of a method, so later budgets reuse it at no cost.")
+    for mode, res in groups_of(rows):
+        in_group = [r for r in rows if r["mode"] == mode
+                    and (r["method"] == RANDOM_INIT or int(r["resolution"]) == res)]
+        for budget, method in row_order(in_group):
+            group = [r for r in in_group if float(r["budget"]) == budget and r["method"] == method]
+
+            def mean(column: str, group: list[dict[str, str]] = group) -> float | None:
+                s = stat(number(r.get(column)) for r in group)
+                return s.mean if s else None
+
+            flops = mean("pretrain_flops")
+            images = mean("pretrain_images")
+            table.rows.append([mode, f"{res}" if res else "-", budget_label(budget),
+                               method_name(method), seconds_text(mean("select_seconds")),
+                               seconds_text(mean("pretrain_seconds")),
+                               seconds_text(mean("finetune_seconds")),
+                               f"{images:.0f}" if images is not None else "-",
+                               f"{flops / 1e15:.3g}" if flops is not None else "-"])
+    return table
+
+
+def extra_metrics(rows: list[dict[str, str]]) -> list[tuple[str, str]]:
+    """(column, title) of downstream metrics present beyond classification accuracy."""
+    found = []
+    columns = list(dict.fromkeys(k for r in rows for k in r if k not in RESULT_COLUMNS))
+    for column in columns:
+        if not any(number(r.get(column)) is not None for r in rows):
+            continue
+        short = column.lower().split("_", 1)[-1] if "_" in column else column.lower()
+        found.append((column, EXTRA_METRIC_NAMES.get(short, EXTRA_METRIC_NAMES.get(
+            column.lower(), column))))
+    return found
+
+
+def all_tables(rows: list[dict[str, str]]) -> list[Table]:
+    tables = table2(rows, "top1", "Top-1 accuracy (%)")
+    for column, title in extra_metrics(rows):
+        tables += table2(rows, column, title)
+    return tables
