@@ -12,7 +12,7 @@ pre-training with it.
 
 from __future__ import annotations
 
-import itertools
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from torchvision.models.resnet import ResNet
 from torchvision.ops import FrozenBatchNorm2d, roi_align
 
 from condpretrain.config import DetectConfig, to_dict
-from condpretrain.device import autocast, device_kind, prepare_model, seed_everything
+from condpretrain.device import autocast
 from condpretrain.downstream import engine
 from condpretrain.downstream.metrics import (
     Detections,
@@ -48,7 +48,8 @@ from condpretrain.downstream.voc import (
 )
 from condpretrain.log import get_logger, progress
 from condpretrain.models import build_resnet, load_backbone
-from condpretrain.train.run import CostMeter, RunDir
+from condpretrain.train.common import unwrap
+from condpretrain.train.dist import DistContext
 
 log = get_logger(__name__)
 
@@ -168,16 +169,16 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 @torch.no_grad()
-def predict(model: GeneralizedRCNN, items: list[VocImage], info: engine.DistInfo,
+def predict(model: GeneralizedRCNN, items: list[VocImage], ctx: DistContext,
             device: torch.device, amp: bool, batch_size: int, workers: int,
             min_size: int) -> list[Detections] | None:
     """Detections for ``items`` in order (on rank 0; None elsewhere). Each process
     predicts every world_size-th image; results meet on rank 0."""
-    net = engine.unwrap(model)
+    net = unwrap(model)
     train_sizes = net.transform.min_size
     _set_min_size(net, (min_size,))
     net.eval()
-    indices = list(range(info.rank, len(items), info.world_size))
+    indices = list(range(ctx.rank, len(items), ctx.world_size))
     loader = DataLoader(Subset(DetectionDataset(items, train=False), indices),
                         batch_size=batch_size, num_workers=workers,
                         collate_fn=detection_collate)
@@ -192,8 +193,8 @@ def predict(model: GeneralizedRCNN, items: list[VocImage], info: engine.DistInfo
                                                out["labels"].cpu().numpy())
     _set_min_size(net, train_sizes)
     net.train()
-    parts = engine.gather(found, info)
-    if not info.main:
+    parts = engine.gather(found, ctx)
+    if not ctx.is_main:
         return None
     merged = {k: v for part in parts for k, v in part.items()}
     return [merged[i] for i in range(len(items))]
@@ -208,52 +209,32 @@ def evaluate(detections: list[Detections], items: list[VocImage]) -> dict[str, A
 
 def detect(voc: str | Path, out: str | Path, config: DetectConfig | None = None,
            resume: bool = False) -> dict[str, Any]:
-    """Train Faster R-CNN C4 on ``voc``'s train split, evaluate on its test split.
-
-    Writes the run folder (config.yaml, metrics.jsonl, run.json, checkpoint.pt,
-    result.json) under ``out``; returns the result (on every process)."""
+    """Train Faster R-CNN C4 on ``voc``'s train split, evaluate on its test split; the
+    result, on every process (the run folder ``out``: see ``engine.run_downstream``)."""
     config = config or DetectConfig()
-    info, device = engine.setup_distributed(config.device)
-    run = RunDir(out, info.rank)
-    if resume and run.finished():
-        log.info("%s is finished; its result stands", run.path)
-        return run.read_result() or {}
-    run.prepare(resume)
-    seed_everything(config.seed + info.rank)
-    train_items = load_detection_split(voc, config.train_split)
-    test_items = load_detection_split(voc, config.test_split)
-    if not config.init:
-        log.warning("no --init: the detector starts from a random backbone")
-    model = prepare_model(build_detector(config), device)
-    optimizer = torch.optim.SGD(param_groups(model, config.weight_decay), lr=config.lr,
-                                momentum=config.momentum)
-    start, scaler_state, cost_state = (engine.restore_state(run, model, optimizer)
-                                       if resume else (0, None, None))
-    trained = engine.wrap_for_training(model, info, device, sync_bn=config.norm == "bn")
-    local_batch = engine.per_process_batch(config.batch_size, info)
-    loader = engine.train_loader(DetectionDataset(train_items, train=True), local_batch,
-                                 config.workers, info, config.seed, detection_collate)
-    per_epoch = max(len(train_items) / config.batch_size, 1e-9)
-    batches = engine.batches_forever(loader, start_epoch=int(start / per_epoch))
-    step = detection_step(device)
-    first = next(batches)
-    cost = CostMeter.start(cost_state, device_kind=device_kind(device),
-                           device_count=info.world_size,
-                           flops_per_image=engine.training_flops(model, step, first, local_batch))
-    run.save_config({"command": "detect", "voc": str(voc), "config": to_dict(config),
-                     "train_images": len(train_items), "test_images": len(test_items)})
-    engine.train_iterations(
-        model=trained, optimizer=optimizer,
+    return engine.run_downstream(
+        out, config, resume, partial(_detect, voc, config), model_name="the detector",
+        load=partial(load_detection_split, voc), build=partial(build_detector, config),
+        param_groups=partial(param_groups, weight_decay=config.weight_decay))
+
+
+def _detect(voc: str | Path, config: DetectConfig, opened: engine.OpenRun[VocImage]
+            ) -> dict[str, Any]:
+    train_items, test_items = opened.train_items, opened.test_items
+    trained, cost = opened.train(
+        DetectionDataset(train_items, train=True), config, sync_bn=config.norm == "bn",
+        collate=detection_collate, step=detection_step(opened.device),
         lr_at=engine.warmup_multistep(config.lr, config.lr_steps, config.lr_gamma,
                                       config.warmup_iterations, config.warmup_factor),
-        batches=itertools.chain([first], batches), step=step, iterations=config.iterations,
-        start_iteration=start, device=device, amp=config.amp, run=run, cost=cost, info=info,
-        iterations_per_epoch=per_epoch, log_every=config.log_every,
-        checkpoint_minutes=config.checkpoint_minutes, scaler_state=scaler_state, desc="detect")
-    detections = predict(trained, test_items, info, device, config.amp, config.eval_batch_size,
-                         config.workers, config.min_size_test)
+        iterations=config.iterations,
+        iterations_per_epoch=max(len(train_items) / config.batch_size, 1e-9),
+        log_every=config.log_every, desc="detect",
+        record={"command": "detect", "voc": str(voc), "config": to_dict(config),
+                "train_images": len(train_items), "test_images": len(test_items)})
+    detections = predict(trained, test_items, opened.ctx, opened.device, config.amp,
+                         config.eval_batch_size, config.workers, config.min_size_test)
     result: dict[str, Any] = {}
-    if info.main and detections is not None:
+    if opened.ctx.is_main and detections is not None:
         result = {"task": "detection", **evaluate(detections, test_items),
                   "arch": config.arch, "init": config.init, "iterations": config.iterations,
                   "train_split": config.train_split, "test_split": config.test_split,
@@ -262,9 +243,7 @@ def detect(voc: str | Path, out: str | Path, config: DetectConfig | None = None,
                   "cost": cost.state()}
         log.info("detect: AP50 %.2f AP %.2f AP75 %.2f", result["AP50"], result["AP"],
                  result["AP75"])
-    run.write_cost(cost, status="done", iteration=config.iterations)
-    run.write_result(result)
-    return engine.gather(result, info)[0]
+    return opened.finish(result, cost, config.iterations)
 
 
 __all__ = ["build_detector", "detect", "predict", "evaluate", "C4Backbone", "Res5BoxHead",

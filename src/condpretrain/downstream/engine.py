@@ -11,66 +11,136 @@ scaling otherwise), progress bar, per-period metrics lines, and the common run f
 from __future__ import annotations
 
 import copy
+import itertools
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
-from condpretrain.device import autocast, resolve_device
+from condpretrain.config import DetectConfig, SegmentConfig
+from condpretrain.device import autocast, device_kind, prepare_model, seed_everything
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger, progress_bar
+from condpretrain.train.common import unwrap, wrap_ddp
+from condpretrain.train.dist import DistContext, init_distributed, shutdown
 from condpretrain.train.run import CostMeter, RunDir
 
 log = get_logger(__name__)
+
+Item = TypeVar("Item")
 
 # step(model, batch) -> (loss, loss parts for the log, images in this process's batch)
 StepFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, torch.Tensor], int]]
 
 
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
+@dataclass
+class OpenRun(Generic[Item]):
+    """A downstream run ready to train (see ``run_downstream``)."""
 
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
+    ctx: DistContext
+    device: torch.device
+    run: RunDir
+    train_items: list[Item]
+    test_items: list[Item]
+    model: nn.Module  # on ``device``, not yet wrapped for DDP
+    optimizer: torch.optim.Optimizer
+    start: int  # the checkpoint's iteration, 0 for a fresh run
+    scaler_state: dict[str, Any] | None
+    cost_state: dict[str, Any] | None
+
+    def train(self, dataset: Dataset, config: DetectConfig | SegmentConfig, *, sync_bn: bool,
+              step: StepFn, lr_at: Callable[[int], float], iterations: int,
+              iterations_per_epoch: float, log_every: int, record: dict[str, Any], desc: str,
+              collate: Callable | None = None) -> tuple[nn.Module, CostMeter]:
+        """Train on ``dataset`` from ``start`` to ``iterations``, saving ``record`` as the
+        run's config; the trained model (DDP-wrapped under torchrun) and its cost."""
+        trained = wrap_for_training(self.model, self.ctx, self.device, sync_bn)
+        local_batch = per_process_batch(config.batch_size, self.ctx)
+        loader = train_loader(dataset, local_batch, config.workers, self.ctx, config.seed,
+                              collate)
+        batches = batches_forever(loader, start_epoch=int(self.start / iterations_per_epoch))
+        # FLOPs are measured on the first batch, which then still trains.
+        first = next(batches)
+        cost = CostMeter.start(
+            self.cost_state, device_kind=device_kind(self.device),
+            device_count=self.ctx.world_size,
+            flops_per_image=training_flops(self.model, step, first, local_batch))
+        self.run.save_config(record)
+        train_iterations(
+            model=trained, optimizer=self.optimizer, lr_at=lr_at,
+            batches=itertools.chain([first], batches), step=step, iterations=iterations,
+            start_iteration=self.start, device=self.device, amp=config.amp, run=self.run,
+            cost=cost, ctx=self.ctx, iterations_per_epoch=iterations_per_epoch,
+            log_every=log_every, checkpoint_minutes=config.checkpoint_minutes,
+            scaler_state=self.scaler_state, desc=desc)
+        return trained, cost
+
+    def finish(self, result: dict[str, Any], cost: CostMeter, iterations: int) -> dict[str, Any]:
+        """Record ``result`` (rank 0's; {} elsewhere) and hand it to every process."""
+        self.run.write_cost(cost, status="done", iteration=iterations)
+        self.run.write_result(result)
+        return gather(result, self.ctx)[0]
 
 
-def setup_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
-    """Join torchrun's process group when launched by it (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = resolve_device(device_name)
-    if world <= 1:
-        return DistInfo(), device
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if device.type == "cuda":
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(rank, world, local), device
+def run_downstream(
+    out: str | Path,
+    config: DetectConfig | SegmentConfig,
+    resume: bool,
+    train: Callable[[OpenRun[Item]], dict[str, Any]],
+    *,
+    load: Callable[[str], list[Item]],
+    build: Callable[[], nn.Module],
+    param_groups: Callable[[nn.Module], list[dict[str, Any]]],
+    model_name: str,
+) -> dict[str, Any]:
+    """What detection and segmentation share around their training: join torchrun's
+    group, prepare the run folder, seed, load the ``train_split`` / ``test_split`` items
+    with ``load``, build the model, make its SGD over ``param_groups``, restore the
+    checkpoint when resuming, then ``train`` (which trains, evaluates and returns the
+    result). Resuming a finished run returns its stored result instead. The run folder
+    ``out`` gets config.yaml, metrics.jsonl, run.json, checkpoint.pt and result.json."""
+    ctx, device = init_distributed(config.device)
+    try:
+        run = RunDir(out, ctx.rank)
+        if resume and run.finished():
+            log.info("%s is finished; its result stands", run.path)
+            return run.read_result() or {}
+        run.prepare(resume)
+        seed_everything(config.seed + ctx.rank)
+        train_items, test_items = load(config.train_split), load(config.test_split)
+        if not config.init:
+            log.warning("no --init: %s starts from a random backbone", model_name)
+        model = prepare_model(build(), device)
+        # A group's own weight_decay (detection's norm layers: 0) wins over this default.
+        optimizer = torch.optim.SGD(param_groups(model), lr=config.lr, momentum=config.momentum,
+                                    weight_decay=config.weight_decay)
+        start, scaler_state, cost_state = (restore_state(run, model, optimizer)
+                                           if resume else (0, None, None))
+        return train(OpenRun(ctx, device, run, train_items, test_items, model, optimizer,
+                             start, scaler_state, cost_state))
+    finally:
+        # Only a group this call created; after train's last collective (the result's gather).
+        shutdown(ctx)
 
 
-def per_process_batch(batch_size: int, info: DistInfo) -> int:
-    if batch_size % info.world_size:
+def per_process_batch(batch_size: int, ctx: DistContext) -> int:
+    if batch_size % ctx.world_size:
         raise CondPretrainError(f"--batch-size {batch_size} is the total over all processes and "
-                                f"must divide by the {info.world_size} processes")
-    return batch_size // info.world_size
+                                f"must divide by the {ctx.world_size} processes")
+    return batch_size // ctx.world_size
 
 
-def train_loader(dataset: Dataset, batch_size: int, workers: int, info: DistInfo,
+def train_loader(dataset: Dataset, batch_size: int, workers: int, ctx: DistContext,
                  seed: int, collate: Callable | None = None) -> DataLoader:
-    sampler = (DistributedSampler(dataset, info.world_size, info.rank, shuffle=True, seed=seed)
-               if info.world_size > 1 else RandomSampler(dataset))
+    sampler = (DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=seed)
+               if ctx.world_size > 1 else RandomSampler(dataset))
     if len(dataset) < batch_size:  # tiny datasets still make full batches
         sampler = RandomSampler(dataset, replacement=True, num_samples=batch_size)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
@@ -87,25 +157,21 @@ def batches_forever(loader: DataLoader, start_epoch: int = 0) -> Iterator[Any]:
         epoch += 1
 
 
-def wrap_for_training(model: nn.Module, info: DistInfo, device: torch.device,
+def wrap_for_training(model: nn.Module, ctx: DistContext, device: torch.device,
                       sync_bn: bool) -> nn.Module:
-    if info.world_size <= 1:
-        return model
-    if sync_bn:  # 2 images per GPU: BN statistics must be pooled over all processes
+    # 2 images per GPU: BN statistics must be pooled over all processes.
+    if ctx.enabled and sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return wrap_ddp(model, device, ctx)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def gather(obj: Any, info: DistInfo) -> list[Any]:
+def gather(obj: Any, ctx: DistContext) -> list[Any]:
     """Every process's ``obj``, in rank order (a one-element list without torchrun)."""
-    if info.world_size <= 1:
+    # train.dist only gathers numbers (all_reduce_sum) or its own RSS figure; the
+    # downstream tasks need arbitrary objects (detections, a result dict).
+    if not ctx.enabled:
         return [obj]
-    out: list[Any] = [None] * info.world_size
+    out: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(out, obj)
     return out
 
@@ -145,7 +211,7 @@ def train_iterations(
     amp: bool,
     run: RunDir,
     cost: CostMeter,
-    info: DistInfo,
+    ctx: DistContext,
     iterations_per_epoch: float,
     log_every: int,
     checkpoint_minutes: float,
@@ -180,7 +246,7 @@ def train_iterations(
             scaler.step(optimizer)
             scaler.update()
             it += 1
-            cost.add_images(images * info.world_size, flop_factor=3.0)
+            cost.add_images(images * ctx.world_size, flop_factor=3.0)
             period_loss = period_loss + loss.detach().float()
             period_n += 1
             for key, value in parts.items():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision.models.resnet import ResNet
 
 from condpretrain.config import SegmentConfig, to_dict
-from condpretrain.device import autocast, device_kind, prepare_model, seed_everything, to_device
+from condpretrain.device import autocast, to_device
 from condpretrain.downstream import engine
 from condpretrain.downstream.detection import stage_channels
 from condpretrain.downstream.metrics import confusion_matrix, segmentation_scores
@@ -40,7 +40,8 @@ from condpretrain.downstream.voc import (
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger, progress
 from condpretrain.models import build_resnet, load_backbone
-from condpretrain.train.run import CostMeter, RunDir
+from condpretrain.train.common import unwrap
+from condpretrain.train.dist import DistContext
 
 log = get_logger(__name__)
 
@@ -231,76 +232,55 @@ def predict_logits(model: nn.Module, image: torch.Tensor, crop: int, device: tor
     return (total / counts)[:, :h, :w]
 
 
-def evaluate(model: nn.Module, dataset: SegmentationDataset, info: engine.DistInfo,
+def evaluate(model: nn.Module, dataset: SegmentationDataset, ctx: DistContext,
              device: torch.device, amp: bool, crop: int, workers: int,
              flip: bool = True) -> dict[str, Any] | None:
     """Confusion matrix over the split (shards per process, summed on rank 0)."""
-    net = engine.unwrap(model)
+    net = unwrap(model)
     net.eval()
-    indices = list(range(info.rank, len(dataset), info.world_size))
+    indices = list(range(ctx.rank, len(dataset), ctx.world_size))
     loader = DataLoader(Subset(dataset, indices), batch_size=1, num_workers=workers)
     conf = torch.zeros(SEG_CLASSES, SEG_CLASSES, dtype=torch.int64)
     for image, mask in progress(loader, total=len(loader), desc="segment val", unit="img"):
         pred = predict_logits(net, image[0], crop, device, amp, flip).argmax(0).cpu()
         conf += confusion_matrix(pred, mask[0], SEG_CLASSES, IGNORE_INDEX)
     net.train()
-    parts = engine.gather(conf, info)
-    if not info.main:
+    parts = engine.gather(conf, ctx)
+    if not ctx.is_main:
         return None
     return segmentation_scores(sum(parts))
 
 
 def segment(voc: str | Path, out: str | Path, config: SegmentConfig | None = None,
             resume: bool = False) -> dict[str, Any]:
-    """Train PSANet on ``voc``'s train split, report mIoU / mAcc / allAcc on its val split.
-
-    Writes the run folder (config.yaml, metrics.jsonl, run.json, checkpoint.pt,
-    result.json) under ``out``; returns the result (on every process)."""
+    """Train PSANet on ``voc``'s train split and score mIoU / mAcc / allAcc on its val
+    split; the result, on every process (the run folder ``out``: see ``engine.run_downstream``)."""
     config = config or SegmentConfig()
-    info, device = engine.setup_distributed(config.device)
-    run = RunDir(out, info.rank)
-    if resume and run.finished():
-        log.info("%s is finished; its result stands", run.path)
-        return run.read_result() or {}
-    run.prepare(resume)
-    seed_everything(config.seed + info.rank)
-    train_pairs = load_segmentation_split(voc, config.train_split)
-    test_pairs = load_segmentation_split(voc, config.test_split)
-    if not config.init:
-        log.warning("no --init: PSANet starts from a random backbone")
-    model = prepare_model(build_psanet(config), device)
-    optimizer = torch.optim.SGD(param_groups(model, config.head_lr_mult), lr=config.lr,
-                                momentum=config.momentum, weight_decay=config.weight_decay)
-    start, scaler_state, cost_state = (engine.restore_state(run, model, optimizer)
-                                       if resume else (0, None, None))
-    trained = engine.wrap_for_training(model, info, device, sync_bn=True)
-    local_batch = engine.per_process_batch(config.batch_size, info)
-    train_set = SegmentationDataset(train_pairs, train=True, crop_size=config.crop_size,
-                                    scale_range=(config.scale_min, config.scale_max))
-    loader = engine.train_loader(train_set, local_batch, config.workers, info, config.seed)
+    return engine.run_downstream(
+        out, config, resume, partial(_segment, voc, config), model_name="PSANet",
+        load=partial(load_segmentation_split, voc), build=partial(build_psanet, config),
+        param_groups=partial(param_groups, head_lr_mult=config.head_lr_mult))
+
+
+def _segment(voc: str | Path, config: SegmentConfig,
+             opened: engine.OpenRun[tuple[Path, Path]]) -> dict[str, Any]:
+    train_pairs, test_pairs = opened.train_items, opened.test_items
     # semseg's schedule: epochs x full batches per epoch, the poly decay per iteration.
     per_epoch = max(len(train_pairs) // config.batch_size, 1)
     iterations = config.epochs * per_epoch
-    batches = engine.batches_forever(loader, start_epoch=start // per_epoch)
-    step = segmentation_step(device, config.aux_weight)
-    first = next(batches)
-    cost = CostMeter.start(cost_state, device_kind=device_kind(device),
-                           device_count=info.world_size,
-                           flops_per_image=engine.training_flops(model, step, first, local_batch))
-    run.save_config({"command": "segment", "voc": str(voc), "config": to_dict(config),
-                     "train_images": len(train_pairs), "test_images": len(test_pairs)})
-    engine.train_iterations(
-        model=trained, optimizer=optimizer,
-        lr_at=engine.poly(config.lr, iterations, config.poly_power),
-        batches=itertools.chain([first], batches), step=step, iterations=iterations,
-        start_iteration=start, device=device, amp=config.amp, run=run, cost=cost, info=info,
-        iterations_per_epoch=per_epoch, log_every=per_epoch,
-        checkpoint_minutes=config.checkpoint_minutes, scaler_state=scaler_state, desc="segment")
+    trained, cost = opened.train(
+        SegmentationDataset(train_pairs, train=True, crop_size=config.crop_size,
+                            scale_range=(config.scale_min, config.scale_max)),
+        config, sync_bn=True, step=segmentation_step(opened.device, config.aux_weight),
+        lr_at=engine.poly(config.lr, iterations, config.poly_power), iterations=iterations,
+        iterations_per_epoch=per_epoch, log_every=per_epoch, desc="segment",
+        record={"command": "segment", "voc": str(voc), "config": to_dict(config),
+                "train_images": len(train_pairs), "test_images": len(test_pairs)})
     test_set = SegmentationDataset(test_pairs, train=False, crop_size=config.crop_size)
-    scores = evaluate(trained, test_set, info, device, config.amp, config.crop_size,
-                      config.workers, config.eval_flip)
+    scores = evaluate(trained, test_set, opened.ctx, opened.device, config.amp,
+                      config.crop_size, config.workers, config.eval_flip)
     result: dict[str, Any] = {}
-    if info.main and scores is not None:
+    if opened.ctx.is_main and scores is not None:
         result = {"task": "segmentation", **scores, "arch": config.arch, "init": config.init,
                   "epochs": config.epochs, "iterations": iterations,
                   "train_split": config.train_split, "test_split": config.test_split,
@@ -308,9 +288,7 @@ def segment(voc: str | Path, out: str | Path, config: SegmentConfig | None = Non
                   "cost": cost.state()}
         log.info("segment: mIoU %.4f mAcc %.4f allAcc %.4f", result["mIoU"], result["mAcc"],
                  result["allAcc"])
-    run.write_cost(cost, status="done", iteration=iterations)
-    run.write_result(result)
-    return engine.gather(result, info)[0]
+    return opened.finish(result, cost, iterations)
 
 
 __all__ = ["PSANet", "PointwiseSpatialAttention", "build_psanet", "dilate_resnet",
