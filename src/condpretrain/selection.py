@@ -11,6 +11,7 @@ Outputs of a selection folder (all written atomically):
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import shutil
@@ -241,8 +242,6 @@ def _known(parameters: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
