@@ -577,9 +577,6 @@ def run(experiment: ExperimentConfig | str | Path, out: str | Path,
     return Experiment(experiment, out, steps).run()
 
 
-run_experiment = run
-
-
 # --------------------------------------------------------------------------- results file
 
 

@@ -48,15 +48,6 @@ def build_resnet(arch: str, num_classes: int = 1000) -> ResNet:
     return ARCHS[arch](num_classes=num_classes)
 
 
-def feature_dim(arch: str) -> int:
-    return build_resnet(arch, num_classes=1).fc.in_features
-
-
-def replace_head(model: ResNet, num_classes: int) -> ResNet:
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-    return model
-
-
 def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Strip DDP/compile/MoCo wrapper prefixes and drop the classification head."""
     cleaned = {}

@@ -37,7 +37,7 @@ from condpretrain.data.sources import (
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
 from condpretrain.scoring import ScoringContext, create_scorer
-from condpretrain.scoring.runner import discard_partials, score_pool
+from condpretrain.scoring.runner import score_pool
 from condpretrain.train.dist import barrier, gather_peak_rss_mb, init_distributed, shutdown
 
 log = get_logger(__name__)
@@ -109,7 +109,7 @@ def select(
         with _timed(timings, "fit"):
             scorer.fit(target_set, pool)
         with _timed(timings, "score"):
-            scores = score_pool(scorer, pool, out)
+            scores, chunks_dir = score_pool(scorer, pool, out)
         peak_rss_mb = gather_peak_rss_mb(dist)
         if dist.is_main:
             write_index_csv(out / POOL_CSV, pool)
@@ -120,7 +120,7 @@ def select(
             timings["total"] = time.perf_counter() - started
             _write_metadata(out, sources, target, config, context, pool, target_set, len(chosen),
                             timings, peak_rss_mb)
-            discard_partials(out, scorer, pool)
+            shutil.rmtree(chunks_dir, ignore_errors=True)  # scores.npy now holds them
             log.info("selected %d of %d pool images with %s -> %s", len(chosen), len(pool),
                      config.method, out / SUBSET_CSV)
         barrier(dist)

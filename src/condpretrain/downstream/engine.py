@@ -192,12 +192,6 @@ def training_flops(model: nn.Module, step: StepFn, batch: Any, images: int) -> i
     return count_flops(lambda: step(probe, batch)) // max(images, 1)
 
 
-@dataclass
-class LoopState:
-    iteration: int = 0
-    epoch: float = 0.0
-
-
 def train_iterations(
     *,
     model: nn.Module,

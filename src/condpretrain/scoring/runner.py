@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +39,9 @@ def partial_dir(out: Path, scorer: Scorer, pool: ImageIndex) -> Path:
     return out / f"partial-{digest.hexdigest()[:16]}"
 
 
-def score_pool(scorer: Scorer, pool: ImageIndex, out: Path) -> np.ndarray | None:
-    """All pool scores on rank 0 (``None`` on the other ranks)."""
+def score_pool(scorer: Scorer, pool: ImageIndex, out: Path) -> tuple[np.ndarray | None, Path]:
+    """All pool scores on rank 0 (``None`` on the other ranks), and the chunks' folder,
+    which the caller removes once the merged scores are safely written."""
     context = scorer.context
     chunk = context.config.chunk_size
     chunks = max(1, -(-len(pool) // chunk))
@@ -64,17 +64,12 @@ def score_pool(scorer: Scorer, pool: ImageIndex, out: Path) -> np.ndarray | None
         log.debug("chunk %d/%d scored", c + 1, chunks)
     barrier(dist)
     if not dist.is_main:
-        return None
+        return None, work
     merged = np.concatenate([np.load(_chunk_file(work, c)) for c in range(chunks)])
     context.skipped.clear()
     for c in range(chunks):
         context.skipped.update(json.loads((work / f"skipped-{c:06d}.json").read_text()))
-    return merged
-
-
-def discard_partials(out: Path, scorer: Scorer, pool: ImageIndex) -> None:
-    """Once scores.npy is written, the chunks are a duplicate."""
-    shutil.rmtree(partial_dir(out, scorer, pool), ignore_errors=True)
+    return merged, work
 
 
 def _chunk_file(work: Path, chunk: int) -> Path:

@@ -182,7 +182,3 @@ def _save_model(model: torch.nn.Module, path: Path) -> None:
 
     state = {k: v.detach().cpu() for k, v in common.unwrap(model).state_dict().items()}
     atomic.save_with(path, lambda handle: torch.save(state, handle))
-
-
-def quick_config(**overrides) -> FinetuneConfig:
-    return dataclasses.replace(FinetuneConfig(**FinetuneConfig.PRESETS["quick"]), **overrides)

@@ -7,7 +7,6 @@ the pre-resized cache at ``--resolution`` and leave ``backbone.pt`` in the run f
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from pathlib import Path
@@ -190,8 +189,3 @@ def supervised_labels(index: ImageIndex) -> tuple[list[str], np.ndarray]:
 
 def _key(path: str) -> str:
     return os.path.normcase(os.path.abspath(path))
-
-
-def quick_config(**overrides) -> PretrainConfig:
-    """The ``quick`` preset with overrides (tests, demo)."""
-    return dataclasses.replace(PretrainConfig(**PretrainConfig.PRESETS["quick"]), **overrides)
