@@ -7,7 +7,6 @@ target. See :mod:`condpretrain.api` for the Python entry points, which mirror th
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from condpretrain.api import *  # noqa: E402,F401,F403
 from condpretrain.api import __all__  # noqa: E402,F401
+from condpretrain.version import __version__  # noqa: F401

@@ -10,10 +10,12 @@ Each command group adds its entry points here (one import line and the name in _
 from __future__ import annotations
 
 from condpretrain.config import FinetuneConfig, PretrainConfig, SelectConfig, build_config
-from condpretrain.demo import demo, report, run  # run/report re-exported from experiment/report
+from condpretrain.demo import demo
 from condpretrain.downstream import detect, segment
 from condpretrain.errors import CondPretrainError
+from condpretrain.experiment import run
 from condpretrain.export import export_backbone
+from condpretrain.report import report
 from condpretrain.selection import SelectionResult, reselect, select
 from condpretrain.train.common import RunResult
 from condpretrain.train.finetune import finetune

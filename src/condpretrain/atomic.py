@@ -3,6 +3,7 @@
 Everything the tool writes (manifests, scores, checkpoints, reports) goes through
 these helpers: write to a temporary file in the same folder, flush, then rename over
 the destination, so a kill leaves the old file or the new one, never a torn one.
+``read_json`` is the one way back in for the JSON files they write.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from condpretrain.errors import CondPretrainError
 
 
 @contextmanager
@@ -60,3 +63,22 @@ def save_with(path: str | Path, saver: Callable[[IO[bytes]], None]) -> None:
     buffer = io.BytesIO()
     saver(buffer)
     write_bytes(path, buffer.getvalue())
+
+
+_REQUIRED: Any = object()
+
+
+def read_json(path: str | Path, default: Any = _REQUIRED) -> Any:
+    """The JSON value stored in ``path``.
+
+    Without ``default`` a missing or unreadable file is a one-line error naming it; with
+    one, that file reads as ``default`` (the caller treats it as "not written yet").
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        if default is not _REQUIRED:
+            return default
+        reason = "not found" if isinstance(exc, FileNotFoundError) else f"unreadable ({exc})"
+        raise CondPretrainError(f"{path}: {reason}") from None

@@ -14,30 +14,33 @@ budgets and two pre-training resolutions, with the ``quick`` preset.
 
 from __future__ import annotations
 
-import json
 import os
 import string
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import yaml
 from PIL import Image, ImageDraw, ImageFont
 
 from condpretrain import atomic
+from condpretrain.config import PRESET_NAMES, Config, option
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment import (
-    METHODS,
     ExperimentConfig,
     ExperimentResult,
     Steps,
+    parse_experiment,
     run,
 )
+from condpretrain.experiment.schema import parse_fractions
 from condpretrain.log import get_logger, progress_bar
+from condpretrain.registry import SCORERS
 from condpretrain.report import report
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the report's module loads the plotting libraries: only when it runs
     from condpretrain.report.build import ReportResult
 
 log = get_logger(__name__)
@@ -68,23 +71,46 @@ GREEK = {
 }
 
 
+def _yaml_mapping(value: Any) -> Any:
+    """A section given on the command line as YAML text, e.g. ``--pretrain 'epochs: 5'``."""
+    if isinstance(value, str):
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            pass  # left as text, for the check to refuse naming the flag
+    return value
+
+
 @dataclass
-class DemoConfig:
+class DemoConfig(Config):
     """Sizes of the demo data and grid; the defaults finish in minutes on a 2-core CPU."""
 
-    image_size: int = 32
-    pool_per_class: int = 30  # 108 classes: 3,240 pool images, 300 of them digits
-    target_train_per_class: int = 30
-    target_test_per_class: int = 20
-    budgets: list[float] = field(default_factory=lambda: [0.06, 0.12])
-    resolutions: list[int] = field(default_factory=lambda: [32, 16])
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
-    seeds: list[int] = field(default_factory=lambda: [0])
-    seed: int = 0  # of the data generator
-    preset: str = "quick"
-    select: dict = field(default_factory=lambda: {"dc_epochs": 2, "target_epochs": 4})
-    pretrain: dict = field(default_factory=lambda: {"epochs": 3})
-    finetune: dict = field(default_factory=lambda: {"epochs": 3, "lr_step_epochs": 2})
+    image_size: int = option(32, "side of the rendered and target images (px)", low=0,
+                             low_open=True)
+    pool_per_class: int = option(30, "rendered images per character class (the pool has "
+                                 "108 classes, ten of them digits)", low=1)
+    target_train_per_class: int = option(30, "digits per class to fine-tune on", low=1)
+    target_test_per_class: int = option(20, "digits per class to test on", low=1)
+    budgets: list[float] = option(default_factory=lambda: [0.06, 0.12],
+                                  help="shares of the pool to select, e.g. 0.06 or 6%",
+                                  low=0, high=1, low_open=True, high_open=True,
+                                  parse=parse_fractions)
+    resolutions: list[int] = option(default_factory=lambda: [32, 16],
+                                    help="pre-training resolutions (px)", low=0, low_open=True)
+    methods: list[str] = option(default_factory=SCORERS.names, help="selection methods",
+                                choices=SCORERS.choices())
+    seeds: list[int] = option(default_factory=lambda: [0], help="seeds of the grid's runs")
+    seed: int = option(0, "seed of the data generator")
+    preset: str = option("quick", "preset of every command's options", choices=PRESET_NAMES)
+    select: dict[str, Any] = option(default_factory=lambda: {"dc_epochs": 2, "target_epochs": 4},
+                                    help="options of `select`, as YAML", parse=_yaml_mapping,
+                                    metavar="YAML")
+    pretrain: dict[str, Any] = option(default_factory=lambda: {"epochs": 3},
+                                      help="options of `pretrain`, as YAML",
+                                      parse=_yaml_mapping, metavar="YAML")
+    finetune: dict[str, Any] = option(default_factory=lambda: {"epochs": 3, "lr_step_epochs": 2},
+                                      help="options of `finetune`, as YAML",
+                                      parse=_yaml_mapping, metavar="YAML")
 
 
 @dataclass
@@ -223,6 +249,11 @@ def write_digits_target(root: str | Path, train_per_class: int, test_per_class: 
     return root
 
 
+def demo_data_dirs(data_dir: Path) -> tuple[Path, Path]:
+    """Where the demo's pool and target go inside its data folder."""
+    return data_dir / "pool", data_dir / "target"
+
+
 def make_demo_data(data_dir: str | Path, config: DemoConfig) -> tuple[Path, Path]:
     """Write (or reuse, when made with the same settings) the demo pool and target."""
     data_dir = Path(data_dir)
@@ -230,8 +261,8 @@ def make_demo_data(data_dir: str | Path, config: DemoConfig) -> tuple[Path, Path
     settings = {k: getattr(config, k) for k in ("image_size", "pool_per_class",
                                                 "target_train_per_class",
                                                 "target_test_per_class", "seed")}
-    pool, target = data_dir / "pool", data_dir / "target"
-    if stamp.is_file() and json.loads(stamp.read_text()) == settings:
+    pool, target = demo_data_dirs(data_dir)
+    if atomic.read_json(stamp, default=None) == settings:
         return pool, target
     if data_dir.exists() and any(data_dir.iterdir()):
         _clear_demo_data(data_dir)
@@ -256,11 +287,8 @@ def _clear_demo_data(data_dir: Path) -> None:
 
 def _check_same_demo(saved: Path, settings: dict) -> None:
     """Resuming a demo is fine; resuming it with other data or settings would mix results."""
-    if not saved.is_file():
-        return
-    try:
-        before = json.loads(saved.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    before = atomic.read_json(saved, default=None)
+    if not isinstance(before, dict):
         return
     changed = [k for k in settings if k in before and before[k] != settings[k]]
     if changed:
@@ -269,36 +297,39 @@ def _check_same_demo(saved: Path, settings: dict) -> None:
 
 
 def demo_experiment(pool: Path, target: Path, config: DemoConfig) -> ExperimentConfig:
-    return ExperimentConfig(
-        name="demo: digits from rendered characters",
+    """The demo's grid, checked like an experiment file (errors name it ``demo``)."""
+    return parse_experiment({
+        "name": "demo: digits from rendered characters",
         # Absolute: the experiment.yaml saved in the output folder must work from anywhere.
-        pool=[f"fonts={pool.resolve()}"],
-        targets={"digits": str(target.resolve())},
-        preset=config.preset,
-        methods=list(config.methods),
-        budgets=list(config.budgets),
-        resolutions=list(config.resolutions),
-        seeds=list(config.seeds),
-        select=dict(config.select),
-        pretrain=dict(config.pretrain),
-        finetune=dict(config.finetune),
-    )
+        "pool": [f"fonts={pool.resolve()}"],
+        "targets": {"digits": str(target.resolve())},
+        "preset": config.preset,
+        "methods": list(config.methods),
+        "budgets": list(config.budgets),
+        "resolutions": list(config.resolutions),
+        "seeds": list(config.seeds),
+        "select": dict(config.select),
+        "pretrain": dict(config.pretrain),
+        "finetune": dict(config.finetune),
+    }, where="demo")
 
 
 def demo(out: str | Path = "condpretrain-demo", config: DemoConfig | None = None,
          steps: Steps | None = None) -> DemoResult:
     """Make the data, run the grid (resumable), write the report."""
     config = config or DemoConfig()
+    config.validate()
     out = Path(out)
     started = time.perf_counter()
+    # Checked before any image is written: a bad option fails in seconds, not minutes.
+    experiment = demo_experiment(*demo_data_dirs(out / "data"), config)
     _check_same_demo(out / "demo.json", asdict(config))
     log.info("demo: writing the embedded data under %s", out / "data")
-    pool, target = make_demo_data(out / "data", config)
-    experiment = demo_experiment(pool, target, config)
+    make_demo_data(out / "data", config)
     atomic.write_json(out / "demo.json", asdict(config))
     result = run(experiment, out, steps)
     written = report(out)
     return DemoResult(out, result, written, time.perf_counter() - started)
 
 
-__all__ = ["DemoConfig", "DemoResult", "demo", "run", "report"]
+__all__ = ["DemoConfig", "DemoResult", "demo", "demo_experiment", "make_demo_data"]

@@ -11,7 +11,6 @@ Outputs of a selection folder (all written atomically):
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import shutil
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from condpretrain import __version__, atomic
+from condpretrain import atomic
 from condpretrain.config import SelectConfig, to_dict
 from condpretrain.data.shards import write_shards
 from condpretrain.data.sources import (
@@ -34,11 +33,12 @@ from condpretrain.data.sources import (
     read_index_csv,
     write_index_csv,
 )
+from condpretrain.dist import barrier, gather_peak_rss_mb, init_distributed, shutdown
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
 from condpretrain.scoring import ScoringContext, create_scorer
 from condpretrain.scoring.runner import score_pool
-from condpretrain.train.dist import barrier, gather_peak_rss_mb, init_distributed, shutdown
+from condpretrain.version import __version__
 
 log = get_logger(__name__)
 
@@ -126,7 +126,7 @@ def select(
         barrier(dist)
     finally:
         shutdown(dist)
-    selected = _read_json(out / SELECTION_JSON)["selected"]
+    selected = atomic.read_json(out / SELECTION_JSON)["selected"]
     return SelectionResult(out, out / SUBSET_CSV, selected, len(pool),
                            time.perf_counter() - started)
 
@@ -169,7 +169,7 @@ def reselect(
     for name in (POOL_CSV, SCORES_NPY, SELECTION_JSON):
         if not (scores_dir / name).is_file():
             raise CondPretrainError(f"--scores: {scores_dir} has no {name} (not a selection folder)")
-    previous = _read_json(scores_dir / SELECTION_JSON)
+    previous = atomic.read_json(scores_dir / SELECTION_JSON)
     pool = read_index_csv(scores_dir / POOL_CSV, "--scores")
     scores = np.load(scores_dir / SCORES_NPY)
     if len(scores) != len(pool):
@@ -239,13 +239,6 @@ def _target_sizes(target: Target | None) -> dict[str, int | None]:
 def _known(parameters: dict[str, Any]) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(SelectConfig)}
     return {k: v for k, v in parameters.items() if k in names}
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CondPretrainError(f"{path}: unreadable ({exc})") from None
 
 
 def _link_or_copy(source: Path, destination: Path) -> None:

@@ -6,20 +6,20 @@ Known problems (:class:`CondPretrainError`) become one line on stderr and exit 2
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
-from condpretrain import __version__
 from condpretrain.cli import downstream, experiment, select, train
+from condpretrain.cli.flags import OneLineParser
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import configure_cli_logging
+from condpretrain.version import __version__
 
 COMMAND_GROUPS = (select, train, experiment, downstream)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
         prog="condpretrain",
         description="Conditional pre-training: score a source pool for a target, select, "
                     "pre-train, fine-tune, report.",

@@ -7,74 +7,69 @@ report or a demo, and where the files went.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
+from typing import TYPE_CHECKING
 
-from condpretrain.errors import CondPretrainError
+from condpretrain.cli.flags import add_config_flags, flag_values
+from condpretrain.demo import DemoConfig, demo
+from condpretrain.experiment import run
+from condpretrain.report import report
+
+if TYPE_CHECKING:  # the report's module loads the plotting libraries: only when it runs
+    from condpretrain.report.build import ReportResult
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    run = commands.add_parser(
+    parser = commands.add_parser(
         "run", help="run an experiment grid (targets x methods x budgets x resolutions x modes)",
         description="Run select -> pretrain -> finetune for every cell and seed of an "
                     "experiment file; resumable: finished cells are skipped.")
-    run.add_argument("experiment", metavar="EXPERIMENT.yaml", help="the experiment file")
-    run.add_argument("--out", required=True, metavar="DIR", help="output folder (results.csv)")
-    run.add_argument("--no-report", action="store_true", help="do not write the report after")
-    run.set_defaults(handler=_run)
+    parser.add_argument("experiment", metavar="EXPERIMENT.yaml", help="the experiment file")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (results.csv)")
+    parser.add_argument("--no-report", action="store_true", help="do not write the report after")
+    parser.set_defaults(handler=_run)
 
-    report = commands.add_parser(
+    parser = commands.add_parser(
         "report", help="write report.md and report.html of an experiment folder",
         description="Tables in the layout of the paper's Table 2, accuracy against cost, "
                     "what each method picked.")
-    report.add_argument("out", metavar="DIR", help="an experiment output folder")
-    report.set_defaults(handler=_report)
+    parser.add_argument("out", metavar="DIR", help="an experiment output folder")
+    parser.set_defaults(handler=_report)
 
-    demo = commands.add_parser(
+    parser = commands.add_parser(
         "demo", help="run the embedded demo experiment (no data needed, a few minutes on CPU)",
         description="Target: scikit-learn's digits; pool: characters rendered from "
                     "matplotlib's fonts. All methods and baselines, two budgets, two "
                     "resolutions, quick preset; writes the report and prints the table.")
-    demo.add_argument("--out", default="condpretrain-demo", metavar="DIR",
-                      help="output folder (default: ./condpretrain-demo)")
-    demo.add_argument("--pool-per-class", type=int, default=None,
-                      help="rendered images per character class (default 30; the "
-                           "pool has 108 classes, ten of them digits)")
-    demo.set_defaults(handler=_demo)
+    parser.add_argument("--out", default="condpretrain-demo", metavar="DIR",
+                        help="output folder (default: ./condpretrain-demo)")
+    add_config_flags(parser, DemoConfig)
+    parser.set_defaults(handler=_demo)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from condpretrain import api
-
-    result = api.run(args.experiment, args.out)
+    result = run(args.experiment, args.out)
     print(f"{result.ran} cell(s) run, {result.skipped} already done -> {result.results_csv}")
     if not args.no_report:
-        _print_report(api.report(args.out))
+        _print_report(report(args.out))
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from condpretrain import api
-
-    _print_report(api.report(args.out))
+    _print_report(report(args.out))
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from condpretrain import api
-    from condpretrain.demo import DemoConfig
-
-    config = DemoConfig()
-    if args.pool_per_class is not None:
-        if args.pool_per_class < 1:
-            raise CondPretrainError("--pool-per-class must be at least 1")
-        config.pool_per_class = args.pool_per_class
+    config = dataclasses.replace(DemoConfig(), **flag_values(args, DemoConfig))
     started = time.perf_counter()
-    result = api.demo(args.out, config)
+    result = demo(args.out, config)
     _print_report(result.report)
     print(f"demo finished in {(time.perf_counter() - started) / 60:.1f} min")
     return 0
 
 
-def _print_report(report) -> None:
-    print(report.table_text)
-    print(f"\nreport: {report.html}\n        {report.markdown}")
+def _print_report(written: ReportResult) -> None:
+    print(written.table_text)
+    print(f"\nreport: {written.html}\n        {written.markdown}")

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from condpretrain.cli.common import add_common_flags, overrides
-from condpretrain.config import SelectConfig, build_config
+from condpretrain.cli.flags import add_config_flags, add_preset_flags, config_from_args, flag_values
+from condpretrain.config import SelectConfig
+from condpretrain.dist import is_main_process
 from condpretrain.errors import CondPretrainError
-from condpretrain.scoring import SCORERS
+from condpretrain.registry import SCORERS
 from condpretrain.selection import reselect, select, write_subset_shards
-from condpretrain.train.dist import is_main_process
-
-# Flags whose value maps 1:1 onto a SelectConfig field of the same name.
-_CONFIG_FLAGS = [
-    "method", "fraction", "count", "seed", "filter_resolution", "batch_size", "workers", "device",
-    "cache_dir", "dc_arch", "dc_epochs", "dc_lr", "target_arch", "target_epochs", "target_lr",
-    "features_from", "clusters", "kmeans_iters", "max_image_pixels", "chunk_size",
-]
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -29,35 +22,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--target", metavar="[NAME=]TARGET",
                         help="ROOT/{train,test}/<class>/..., a manifest with a split column, "
                              "or a flat folder (unlabelled)")
-    parser.add_argument("--method", choices=sorted(SCORERS), default=None)
-    budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--fraction", type=float, default=None, help="e.g. 0.06 or 0.12")
-    budget.add_argument("--count", type=int, default=None, help="a number of images")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--scores", metavar="SELECTION_DIR", default=None,
                         help="re-select from a finished selection's saved scores (no scoring)")
-    parser.add_argument("--filter-resolution", type=int, default=None, help="default 224")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--cache-dir", default=None,
-                        help="where the target-trained model is cached (default OUT/cache)")
-    parser.add_argument("--dc-arch", default=None, help="domain classifier (default resnet18)")
-    parser.add_argument("--dc-epochs", type=int, default=None)
-    parser.add_argument("--dc-lr", type=float, default=None)
-    parser.add_argument("--target-arch", default=None, help="target-trained model (resnet18)")
-    parser.add_argument("--target-epochs", type=int, default=None)
-    parser.add_argument("--target-lr", type=float, default=None)
-    parser.add_argument("--features-from", metavar="CKPT", default=None,
-                        help="backbone state_dict whose features clustering uses (e.g. MoCo-v2)")
-    parser.add_argument("--clusters", type=int, default=None, help="k-means K (default 200)")
-    parser.add_argument("--kmeans-iters", type=int, default=None)
     parser.add_argument("--write-shards", action="store_true",
                         help="also write the subset as WebDataset shards under OUT/shards/")
-    parser.add_argument("--images-per-shard", type=int, default=10_000)
-    parser.add_argument("--chunk-size", type=int, default=None,
-                        help="images per saved chunk of scores (resume granularity; 50000)")
-    parser.add_argument("--max-image-pixels", type=int, default=None,
-                        help="skip larger images as decompression bombs (default Pillow's)")
-    add_common_flags(parser)
+    parser.add_argument("--images-per-shard", type=int, default=10_000,
+                        help="images per shard with --write-shards (default 10000)")
+    add_preset_flags(parser)
+    add_config_flags(parser, SelectConfig)
     parser.set_defaults(handler=run_select)
 
     methods = commands.add_parser("methods", help="list the scoring methods")
@@ -65,14 +38,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_select(args: argparse.Namespace) -> int:
+    if args.images_per_shard < 1:
+        raise CondPretrainError("--images-per-shard must be at least 1")
     if args.scores:
-        result = reselect(args.scores, args.out, args.fraction, args.count, args.seed)
+        given = flag_values(args, SelectConfig)
+        result = reselect(args.scores, args.out, given.get("fraction"), given.get("count"),
+                          given.get("seed"))
     else:
         if not args.source:
             raise CondPretrainError("--source: give at least one image pool (or --scores DIR)")
-        config = build_config(SelectConfig, args.preset, args.config,
-                              **overrides(args, _CONFIG_FLAGS))
-        result = select(args.source, args.target, args.out, config)
+        result = select(args.source, args.target, args.out, config_from_args(args, SelectConfig))
     if not is_main_process():
         return 0
     print(f"selected {result.selected} of {result.pool_size} images -> {result.subset_csv}")
@@ -83,7 +58,8 @@ def run_select(args: argparse.Namespace) -> int:
 
 
 def run_methods(args: argparse.Namespace) -> int:
-    width = max(len(name) for name in SCORERS)
-    for name in sorted(SCORERS):
+    names = SCORERS.names()
+    width = max(len(name) for name in names)
+    for name in names:
         print(f"{name:<{width}}  {SCORERS[name].summary}")
     return 0

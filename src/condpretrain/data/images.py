@@ -18,20 +18,16 @@ from PIL import Image, ImageFile, ImageOps
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+# The extensions are re-exported: callers have always found them here.
+from condpretrain.data.extensions import IMAGE_EXTENSIONS, is_image_file  # noqa: F401
+from condpretrain.data.shards import is_member_path, read_member
 from condpretrain.errors import UnreadableImageError
 
-IMAGE_EXTENSIONS = (
-    ".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".tif", ".tiff", ".webp", ".gif",
-)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Truncated files must fail loudly rather than decode as half-grey images.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-
-
-def is_image_file(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
 def load_rgb(path: str, max_pixels: int = 178_956_970) -> Image.Image:
@@ -57,8 +53,6 @@ def load_rgb(path: str, max_pixels: int = 178_956_970) -> Image.Image:
 
 def _open_source(path: str) -> str | io.BytesIO:
     """A file path, or the bytes of a member of a WebDataset shard (``x.tar#key.jpg``)."""
-    from condpretrain.data.shards import is_member_path, read_member
-
     return io.BytesIO(read_member(path)) if is_member_path(path) else path
 
 

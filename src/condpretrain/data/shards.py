@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from condpretrain.atomic import atomic_open
-from condpretrain.data.images import is_image_file
+from condpretrain.data.extensions import is_image_file
 from condpretrain.errors import CondPretrainError
 
 MEMBER_SEPARATOR = "#"

@@ -6,13 +6,15 @@ res5 (``layer4``, whose first block halves 14 to 7) then global average pooling 
 the per-RoI box head. This reuses every pre-trained layer, which is why MoCo measures
 pre-training with it.
 
-``detect(voc, out, config)`` trains on ``trainval`` and evaluates on ``test``; see
+``detect(voc, out, config)`` trains on ``trainval`` and evaluates on ``test`` (the
+registered task ``detect``, see :mod:`condpretrain.downstream.task`); see
 :mod:`condpretrain.downstream.metrics` for the AP figures.
 """
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +30,16 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.models.resnet import ResNet
 from torchvision.ops import FrozenBatchNorm2d, roi_align
 
-from condpretrain.config import DetectConfig, to_dict
+from condpretrain.config import DetectConfig
 from condpretrain.device import autocast
-from condpretrain.downstream import engine
+from condpretrain.dist import DistContext, gather, unwrap
 from condpretrain.downstream.metrics import (
     Detections,
     GroundTruth,
     coco_detection_scores,
     voc_detection_scores,
 )
+from condpretrain.downstream.task import DownstreamTask
 from condpretrain.downstream.voc import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -48,8 +51,9 @@ from condpretrain.downstream.voc import (
 )
 from condpretrain.log import get_logger, progress
 from condpretrain.models import build_resnet, load_backbone
-from condpretrain.train.common import unwrap
-from condpretrain.train.dist import DistContext
+from condpretrain.registry import DOWNSTREAM_TASKS
+from condpretrain.train.loop import Schedule
+from condpretrain.train.metrics import StepOutput
 
 log = get_logger(__name__)
 
@@ -145,15 +149,18 @@ def _set_min_size(model: GeneralizedRCNN, sizes: tuple[int, ...]) -> None:
     model.transform.min_size = tuple(sizes)
 
 
-def detection_step(device: torch.device) -> engine.StepFn:
-    def step(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+@dataclass
+class DetectionStep:
+    """Faster R-CNN's summed losses on a batch of (images, targets); the parts are logged."""
+
+    model: nn.Module
+
+    def training_step(self, batch: Any, device: torch.device) -> StepOutput:
         images, targets = batch
         images = [im.to(device, non_blocking=True) for im in images]
         targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
-        losses = model(images, targets)
-        return sum(losses.values()), losses, len(images)
-
-    return step
+        losses = self.model(images, targets)
+        return StepOutput(sum(losses.values()), len(images), parts=losses)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -193,7 +200,7 @@ def predict(model: GeneralizedRCNN, items: list[VocImage], ctx: DistContext,
                                                out["labels"].cpu().numpy())
     _set_min_size(net, train_sizes)
     net.train()
-    parts = engine.gather(found, ctx)
+    parts = gather(found, ctx)
     if not ctx.is_main:
         return None
     merged = {k: v for part in parts for k, v in part.items()}
@@ -207,44 +214,80 @@ def evaluate(detections: list[Detections], items: list[VocImage]) -> dict[str, A
     return scores
 
 
+@DOWNSTREAM_TASKS.register
+class Detection(DownstreamTask[VocImage]):
+    """Faster R-CNN C4 on VOC, Detectron2's schedule: warm-up, then steps, per iteration."""
+
+    name = "detect"
+    label = "VOC detection"
+    order = 0
+    task = "detection"
+    metrics = ("AP50", "AP", "AP75")
+    model_name = "the detector"
+    collate = staticmethod(detection_collate)
+
+    def __init__(self, voc: str | Path, config: DetectConfig) -> None:
+        super().__init__(voc, config)
+        self.sync_bn = config.norm == "bn"
+
+    def load(self, split: str) -> list[VocImage]:
+        return load_detection_split(self.voc, split)
+
+    def build(self) -> nn.Module:
+        return build_detector(self.config)
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        return param_groups(model, self.config.weight_decay)
+
+    def train_dataset(self, items: list[VocImage]) -> DetectionDataset:
+        return DetectionDataset(items, train=True)
+
+    def schedule(self, train_images: int) -> Schedule:
+        config = self.config
+        return Schedule.by_iterations(config.iterations, config.log_every,
+                                      max(train_images / config.batch_size, 1e-9))
+
+    def lr_factor(self, iterations: int) -> Callable[[int], float]:
+        config = self.config
+        return warmup_multistep(config.lr_steps, config.lr_gamma, config.warmup_iterations,
+                                config.warmup_factor)
+
+    def training_task(self, model: nn.Module, device: torch.device) -> DetectionStep:
+        return DetectionStep(model)
+
+    def evaluate(self, model: nn.Module, items: list[VocImage], ctx: DistContext,
+                 device: torch.device) -> dict[str, Any] | None:
+        config = self.config
+        detections = predict(model, items, ctx, device, config.amp, config.eval_batch_size,
+                             config.workers, config.min_size_test)
+        if detections is None:
+            return None
+        return {**evaluate(detections, items),
+                "detections": int(sum(len(d.scores) for d in detections))}
+
+
+def warmup_multistep(steps: Iterable[int], gamma: float, warmup: int,
+                     warmup_factor: float) -> Callable[[int], float]:
+    """Detectron2's WarmupMultiStepLR as an lr factor: x``gamma`` at each of ``steps``,
+    after a linear warm-up from ``warmup_factor`` over ``warmup`` iterations."""
+    steps = sorted(steps)
+
+    def factor(i: int) -> float:
+        value = gamma ** sum(1 for s in steps if i >= s)
+        if i < warmup:
+            alpha = i / warmup
+            value *= warmup_factor * (1 - alpha) + alpha
+        return value
+
+    return factor
+
+
 def detect(voc: str | Path, out: str | Path, config: DetectConfig | None = None,
            resume: bool = False) -> dict[str, Any]:
     """Train Faster R-CNN C4 on ``voc``'s train split, evaluate on its test split; the
-    result, on every process (the run folder ``out``: see ``engine.run_downstream``)."""
-    config = config or DetectConfig()
-    return engine.run_downstream(
-        out, config, resume, partial(_detect, voc, config), model_name="the detector",
-        load=partial(load_detection_split, voc), build=partial(build_detector, config),
-        param_groups=partial(param_groups, weight_decay=config.weight_decay))
+    result, on every process (the run folder ``out``: see ``DownstreamTask.run``)."""
+    return Detection(voc, config or DetectConfig()).run(out, resume)
 
 
-def _detect(voc: str | Path, config: DetectConfig, opened: engine.OpenRun[VocImage]
-            ) -> dict[str, Any]:
-    train_items, test_items = opened.train_items, opened.test_items
-    trained, cost = opened.train(
-        DetectionDataset(train_items, train=True), config, sync_bn=config.norm == "bn",
-        collate=detection_collate, step=detection_step(opened.device),
-        lr_at=engine.warmup_multistep(config.lr, config.lr_steps, config.lr_gamma,
-                                      config.warmup_iterations, config.warmup_factor),
-        iterations=config.iterations,
-        iterations_per_epoch=max(len(train_items) / config.batch_size, 1e-9),
-        log_every=config.log_every, desc="detect",
-        record={"command": "detect", "voc": str(voc), "config": to_dict(config),
-                "train_images": len(train_items), "test_images": len(test_items)})
-    detections = predict(trained, test_items, opened.ctx, opened.device, config.amp,
-                         config.eval_batch_size, config.workers, config.min_size_test)
-    result: dict[str, Any] = {}
-    if opened.ctx.is_main and detections is not None:
-        result = {"task": "detection", **evaluate(detections, test_items),
-                  "arch": config.arch, "init": config.init, "iterations": config.iterations,
-                  "train_split": config.train_split, "test_split": config.test_split,
-                  "train_images": len(train_items), "test_images": len(test_items),
-                  "detections": int(sum(len(d.scores) for d in detections)),
-                  "cost": cost.state()}
-        log.info("detect: AP50 %.2f AP %.2f AP75 %.2f", result["AP50"], result["AP"],
-                 result["AP75"])
-    return opened.finish(result, cost, config.iterations)
-
-
-__all__ = ["build_detector", "detect", "predict", "evaluate", "C4Backbone", "Res5BoxHead",
-           "C4RoIAlign", "freeze_batchnorm"]
+__all__ = ["Detection", "build_detector", "detect", "predict", "evaluate", "warmup_multistep",
+           "C4Backbone", "Res5BoxHead", "C4RoIAlign", "freeze_batchnorm"]

@@ -7,7 +7,8 @@ each position send its own, both with attention maps predicted over an over-comp
 (2h-1) x (2w-1) window and aligned to the feature map; an auxiliary head on res4 (loss
 weight 0.4); SGD with the poly schedule, the new layers at 10x the learning rate.
 
-``segment(voc, out, config)`` trains on ``train`` and reports mIoU / mAcc / allAcc on
+``segment(voc, out, config)`` (the registered task ``segment``, see
+:mod:`condpretrain.downstream.task`) trains on ``train`` and reports mIoU / mAcc / allAcc on
 ``val`` (the paper's ``test`` masks are not public), predicting with crops of the
 training size slid over each image, plus a horizontal flip, as the semseg code does.
 """
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from functools import lru_cache, partial
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +29,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from torchvision.models.resnet import ResNet
 
-from condpretrain.config import SegmentConfig, to_dict
+from condpretrain.config import SegmentConfig
 from condpretrain.device import autocast, to_device
-from condpretrain.downstream import engine
+from condpretrain.dist import DistContext, gather, unwrap
 from condpretrain.downstream.detection import stage_channels
 from condpretrain.downstream.metrics import confusion_matrix, segmentation_scores
+from condpretrain.downstream.task import DownstreamTask
 from condpretrain.downstream.voc import (
     IGNORE_INDEX,
     SEG_CLASSES,
@@ -40,8 +44,9 @@ from condpretrain.downstream.voc import (
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger, progress
 from condpretrain.models import build_resnet, load_backbone
-from condpretrain.train.common import unwrap
-from condpretrain.train.dist import DistContext
+from condpretrain.registry import DOWNSTREAM_TASKS
+from condpretrain.train.loop import Schedule
+from condpretrain.train.metrics import StepOutput
 
 log = get_logger(__name__)
 
@@ -183,24 +188,30 @@ def build_psanet(config: SegmentConfig, num_classes: int = SEG_CLASSES) -> PSANe
     return PSANet(resnet, num_classes, config.crop_size, config.shrink_factor)
 
 
-def segmentation_step(device: torch.device, aux_weight: float) -> engine.StepFn:
-    def step(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+@dataclass
+class SegmentationStep:
+    """Pixel cross-entropy of the main and (weighted) auxiliary outputs; both are logged."""
+
+    model: nn.Module
+    aux_weight: float
+
+    def training_step(self, batch: Any, device: torch.device) -> StepOutput:
         images, masks = batch
         images, masks = to_device(images, device), masks.to(device, non_blocking=True)
-        out, aux = model(images)
+        out, aux = self.model(images)
         main = F.cross_entropy(out.float(), masks, ignore_index=IGNORE_INDEX)
         aux_loss = F.cross_entropy(aux.float(), masks, ignore_index=IGNORE_INDEX)
-        return main + aux_weight * aux_loss, {"loss_main": main, "loss_aux": aux_loss}, len(images)
+        return StepOutput(main + self.aux_weight * aux_loss, len(images),
+                          parts={"loss_main": main, "loss_aux": aux_loss})
 
-    return step
 
-
-def param_groups(model: PSANet, head_lr_mult: float) -> list[dict[str, Any]]:
+def param_groups(model: PSANet, lr: float, head_lr_mult: float) -> list[dict[str, Any]]:
+    """The pre-trained backbone at ``lr``, the new layers at ``head_lr_mult`` x ``lr``."""
     def params(modules: list[nn.Module]) -> list[nn.Parameter]:
         return [p for m in modules for p in m.parameters() if p.requires_grad]
 
-    return [{"params": params(model.backbone_modules()), "lr_mult": 1.0},
-            {"params": params(model.head_modules()), "lr_mult": head_lr_mult}]
+    return [{"params": params(model.backbone_modules()), "lr": lr},
+            {"params": params(model.head_modules()), "lr": lr * head_lr_mult}]
 
 
 @torch.no_grad()
@@ -245,51 +256,70 @@ def evaluate(model: nn.Module, dataset: SegmentationDataset, ctx: DistContext,
         pred = predict_logits(net, image[0], crop, device, amp, flip).argmax(0).cpu()
         conf += confusion_matrix(pred, mask[0], SEG_CLASSES, IGNORE_INDEX)
     net.train()
-    parts = engine.gather(conf, ctx)
+    parts = gather(conf, ctx)
     if not ctx.is_main:
         return None
     return segmentation_scores(sum(parts))
 
 
+@DOWNSTREAM_TASKS.register
+class Segmentation(DownstreamTask[tuple[Path, Path]]):
+    """PSANet on VOC masks, semseg's schedule: epochs of full batches, poly per iteration."""
+
+    name = "segment"
+    label = "VOC segmentation"
+    order = 1
+    task = "segmentation"
+    metrics = ("mIoU", "mAcc", "allAcc")
+    model_name = "PSANet"
+
+    def load(self, split: str) -> list[tuple[Path, Path]]:
+        return load_segmentation_split(self.voc, split)
+
+    def build(self) -> nn.Module:
+        return build_psanet(self.config)
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        return param_groups(model, self.config.lr, self.config.head_lr_mult)  # type: ignore[arg-type]
+
+    def train_dataset(self, items: list[tuple[Path, Path]]) -> SegmentationDataset:
+        config = self.config
+        return SegmentationDataset(items, train=True, crop_size=config.crop_size,
+                                   scale_range=(config.scale_min, config.scale_max))
+
+    def schedule(self, train_images: int) -> Schedule:
+        # epochs x full batches per epoch, a metrics line per epoch
+        per_epoch = max(train_images // self.config.batch_size, 1)
+        return Schedule.by_iterations(self.config.epochs * per_epoch, per_epoch, per_epoch)
+
+    def lr_factor(self, iterations: int) -> Callable[[int], float]:
+        return poly(iterations, self.config.poly_power)
+
+    def training_task(self, model: nn.Module, device: torch.device) -> SegmentationStep:
+        return SegmentationStep(model, self.config.aux_weight)
+
+    def evaluate(self, model: nn.Module, items: list[tuple[Path, Path]], ctx: DistContext,
+                 device: torch.device) -> dict[str, Any] | None:
+        config = self.config
+        test_set = SegmentationDataset(items, train=False, crop_size=config.crop_size)
+        return evaluate(model, test_set, ctx, device, config.amp, config.crop_size,
+                        config.workers, config.eval_flip)
+
+    def result_fields(self, schedule: Schedule) -> dict[str, Any]:
+        return {"epochs": self.config.epochs, "iterations": schedule.iterations}
+
+
+def poly(total: int, power: float) -> Callable[[int], float]:
+    """PSANet's poly schedule as an lr factor: (1 - i / total) ^ power, per iteration."""
+    return lambda i: math.pow(max(1.0 - i / max(total, 1), 0.0), power)
+
+
 def segment(voc: str | Path, out: str | Path, config: SegmentConfig | None = None,
             resume: bool = False) -> dict[str, Any]:
     """Train PSANet on ``voc``'s train split and score mIoU / mAcc / allAcc on its val
-    split; the result, on every process (the run folder ``out``: see ``engine.run_downstream``)."""
-    config = config or SegmentConfig()
-    return engine.run_downstream(
-        out, config, resume, partial(_segment, voc, config), model_name="PSANet",
-        load=partial(load_segmentation_split, voc), build=partial(build_psanet, config),
-        param_groups=partial(param_groups, head_lr_mult=config.head_lr_mult))
+    split; the result, on every process (the run folder ``out``: see ``DownstreamTask.run``)."""
+    return Segmentation(voc, config or SegmentConfig()).run(out, resume)
 
 
-def _segment(voc: str | Path, config: SegmentConfig,
-             opened: engine.OpenRun[tuple[Path, Path]]) -> dict[str, Any]:
-    train_pairs, test_pairs = opened.train_items, opened.test_items
-    # semseg's schedule: epochs x full batches per epoch, the poly decay per iteration.
-    per_epoch = max(len(train_pairs) // config.batch_size, 1)
-    iterations = config.epochs * per_epoch
-    trained, cost = opened.train(
-        SegmentationDataset(train_pairs, train=True, crop_size=config.crop_size,
-                            scale_range=(config.scale_min, config.scale_max)),
-        config, sync_bn=True, step=segmentation_step(opened.device, config.aux_weight),
-        lr_at=engine.poly(config.lr, iterations, config.poly_power), iterations=iterations,
-        iterations_per_epoch=per_epoch, log_every=per_epoch, desc="segment",
-        record={"command": "segment", "voc": str(voc), "config": to_dict(config),
-                "train_images": len(train_pairs), "test_images": len(test_pairs)})
-    test_set = SegmentationDataset(test_pairs, train=False, crop_size=config.crop_size)
-    scores = evaluate(trained, test_set, opened.ctx, opened.device, config.amp,
-                      config.crop_size, config.workers, config.eval_flip)
-    result: dict[str, Any] = {}
-    if opened.ctx.is_main and scores is not None:
-        result = {"task": "segmentation", **scores, "arch": config.arch, "init": config.init,
-                  "epochs": config.epochs, "iterations": iterations,
-                  "train_split": config.train_split, "test_split": config.test_split,
-                  "train_images": len(train_pairs), "test_images": len(test_pairs),
-                  "cost": cost.state()}
-        log.info("segment: mIoU %.4f mAcc %.4f allAcc %.4f", result["mIoU"], result["mAcc"],
-                 result["allAcc"])
-    return opened.finish(result, cost, iterations)
-
-
-__all__ = ["PSANet", "PointwiseSpatialAttention", "build_psanet", "dilate_resnet",
-           "psa_attention", "predict_logits", "segment"]
+__all__ = ["Segmentation", "PSANet", "PointwiseSpatialAttention", "build_psanet",
+           "dilate_resnet", "psa_attention", "predict_logits", "poly", "segment"]

@@ -12,7 +12,13 @@ import yaml
 
 from condpretrain import atomic
 from condpretrain.errors import CondPretrainError
-from condpretrain.experiment import RESULTS_FILE, budget_key, budget_label, read_results
+from condpretrain.experiment.results import (
+    RESULTS_FILE,
+    budget_key,
+    budget_label,
+    method_label,
+    read_results,
+)
 from condpretrain.log import get_logger
 from condpretrain.report import plots
 from condpretrain.report.html import (
@@ -24,13 +30,7 @@ from condpretrain.report.html import (
     to_html,
     to_markdown,
 )
-from condpretrain.report.tables import (
-    Table,
-    all_tables,
-    method_name,
-    number,
-    timing_table,
-)
+from condpretrain.report.tables import Table, all_tables, number, timing_table
 
 log = get_logger(__name__)
 TOP_IMAGES = 48
@@ -138,12 +138,12 @@ def _selection_blocks(out: Path, rows: list[dict[str, str]]) -> list[Block]:
             by_pool = len(pools) > 1
             names = [r.get("pool", "") if by_pool else r.get("label", "") for r in picked]
             blocks += [
-                Picture(f"{method_name(method)}: top-{len(top)} scored pool images",
+                Picture(f"{method_label(method)}: top-{len(top)} scored pool images",
                         f"figures/top_{slug}.png", plots.contact_sheet(top)),
-                Picture(f"{method_name(method)}: picked {'pools' if by_pool else 'classes'} "
+                Picture(f"{method_label(method)}: picked {'pools' if by_pool else 'classes'} "
                         f"({budget_label(float(largest))} budget)",
                         f"figures/picked_{slug}.png",
-                        plots.picked_histogram(names, f"{target}: {method_name(method)}")),
+                        plots.picked_histogram(names, f"{target}: {method_label(method)}")),
             ]
         for budget in sorted(budgets, key=float):
             methods = budgets[budget]
@@ -161,8 +161,8 @@ def _selection_blocks(out: Path, rows: list[dict[str, str]]) -> list[Block]:
 
 
 def _jaccard_table(names: list[str], matrix: np.ndarray, label: str) -> Table:
-    header = ["", "Method", *[method_name(n) for n in names]]
-    rows = [["", method_name(a), *[f"{matrix[i, j]:.2f}" for j in range(len(names))]]
+    header = ["", "Method", *[method_label(n) for n in names]]
+    rows = [["", method_label(a), *[f"{matrix[i, j]:.2f}" for j in range(len(names))]]
             for i, a in enumerate(names)]
     return Table(f"Jaccard overlap: {label}", header, rows,
                  note="|A ∩ B| / |A ∪ B| of the images two methods picked (lowest seed).")

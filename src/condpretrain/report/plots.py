@@ -18,8 +18,8 @@ from PIL import Image, ImageDraw
 
 from condpretrain.data.images import load_rgb
 from condpretrain.errors import CondPretrainError
-from condpretrain.experiment import ENTIRE_POOL, METHODS, RANDOM_INIT
-from condpretrain.report.tables import method_name, number, stat
+from condpretrain.experiment.results import RANDOM_INIT, method_label, method_order
+from condpretrain.report.tables import number, stat
 
 MARKERS = "os^Dv<>pPX*h"
 
@@ -32,7 +32,7 @@ def png_bytes(fig: Figure) -> bytes:
 
 
 def _method_colour(method: str) -> str:
-    order = [RANDOM_INIT, ENTIRE_POOL, *METHODS]
+    order = method_order()
     index = order.index(method) if method in order else len(order) + hash(method) % 5
     return f"C{index % 10}"
 
@@ -40,6 +40,7 @@ def _method_colour(method: str) -> str:
 def accuracy_vs_cost(rows: list[dict[str, str]], metric: str = "top1") -> bytes:
     """One point per cell (mean over seeds, bar = std): accuracy against pre-training cost."""
     targets = list(dict.fromkeys(r["target"] for r in rows))
+    first_mode = rows[0]["mode"] if rows else ""  # drawn solid; later modes paler
     resolutions = sorted({int(r["resolution"]) for r in rows if r["method"] != RANDOM_INIT},
                          reverse=True)
     fig = Figure(figsize=(5.2 * len(targets), 4.2))
@@ -57,11 +58,11 @@ def accuracy_vs_cost(rows: list[dict[str, str]], metric: str = "top1") -> bytes:
                 continue
             marker = MARKERS[resolutions.index(int(res)) % len(MARKERS)] \
                 if int(res) in resolutions else "x"
-            label = method_name(method) if method not in labelled else None
+            label = method_label(method) if method not in labelled else None
             labelled.add(method)
             ax.errorbar(cost.mean if cost else 0.0, acc.mean, yerr=acc.std,
                         fmt=marker, color=_method_colour(method), label=label, capsize=2,
-                        markersize=6, alpha=0.9 if mode == "supervised" else 0.6)
+                        markersize=6, alpha=0.9 if mode == first_mode else 0.6)
         ax.set_title(target)
         ax.set_xlabel("pre-training cost (device-hours)")
         ax.set_ylabel(f"{metric} (%)" if metric.startswith("top") else metric)
@@ -123,7 +124,7 @@ def jaccard_heatmap(names: list[str], matrix: np.ndarray, title: str) -> bytes:
     fig = Figure(figsize=(1.0 + 0.7 * len(names), 0.8 + 0.6 * len(names)))
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
-    labels = [method_name(n) for n in names]
+    labels = [method_label(n) for n in names]
     ax.set_xticks(range(len(names)), labels, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(len(names)), labels, fontsize=7)
     for i in range(len(names)):

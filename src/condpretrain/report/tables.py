@@ -15,24 +15,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from condpretrain.experiment import (
+from condpretrain.experiment.results import (
+    BASELINES,
     ENTIRE_POOL,
-    METHODS,
     RANDOM_INIT,
     RESULT_COLUMNS,
     budget_label,
+    method_label,
+    method_order,
 )
 
-METHOD_NAMES = {
-    RANDOM_INIT: "Random Init.",
-    ENTIRE_POOL: "Entire Dataset",
-    "random": "Random",
-    "inverse-active-learning": "Inv. Active Learning",
-    "active-learning": "Active Learning",
-    "domain-classifier": "Domain Cls.",
-    "clustering-avg": "Clustering (Avg)",
-    "clustering-min": "Clustering (Min)",
-}
 # Downstream metrics a results table may carry besides classification accuracy
 # (detection / segmentation runs add them as extra columns).
 EXTRA_METRIC_NAMES = {
@@ -61,10 +53,6 @@ class Stat:
         if self.n > 1:
             return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
         return f"{self.mean:.{digits}f}"
-
-
-def method_name(method: str) -> str:
-    return METHOD_NAMES.get(method, method)
 
 
 def number(value: str | float | None) -> float | None:
@@ -120,7 +108,7 @@ def groups_of(rows: list[dict[str, str]]) -> list[tuple[str, int]]:
 def row_order(rows: list[dict[str, str]]) -> list[tuple[float, str]]:
     """(budget, method) rows: random init, entire pool, then each budget in the paper's order."""
     present = {(float(r["budget"]), r["method"]) for r in rows}
-    known = {m: i for i, m in enumerate(METHODS)}
+    known = {m: i for i, m in enumerate(method_order())}
     baselines = [(0.0, RANDOM_INIT), (1.0, ENTIRE_POOL)]
     rest = sorted((p for p in present if p not in baselines),
                   key=lambda p: (p[0], known.get(p[1], len(known)), p[1]))
@@ -157,17 +145,17 @@ def _one_table(rows: list[dict[str, str]], targets: list[str], metric: str, titl
     last_budget = None
     for i, (budget, method) in enumerate(row_order(rows)):
         group = cells[(budget, method)]
-        line = [budget_label(budget) if budget != last_budget else "", method_name(method)]
+        line = [budget_label(budget) if budget != last_budget else "", method_label(method)]
         last_budget = budget
         for j, target in enumerate(targets):
             s = stat(number(r[metric]) for r in group if r["target"] == target)
             line.append(s.text() if s else "-")
-            if s and method not in (RANDOM_INIT, ENTIRE_POOL):
+            if s and method not in BASELINES:
                 means[(budget, j)].append((f"{s.mean:.2f}", i))
         pre = stat(number(r.get("pretrain_device_hours")) for r in group)
         sel = stat(number(r.get("select_device_hours")) for r in group)
         line += [hours_text(pre.mean if pre else None),
-                 hours_text(sel.mean if sel else (0.0 if method in (RANDOM_INIT, ENTIRE_POOL)
+                 hours_text(sel.mean if sel else (0.0 if method in BASELINES
                                                   else None))]
         table.rows.append(line)
     # Ties (as shown, to two decimals) are all marked; a lone method is not "best" of anything.
@@ -198,7 +186,7 @@ def timing_table(rows: list[dict[str, str]]) -> Table:
             flops = mean("pretrain_flops")
             images = mean("pretrain_images")
             table.rows.append([mode, f"{res}" if res else "-", budget_label(budget),
-                               method_name(method), seconds_text(mean("select_seconds")),
+                               method_label(method), seconds_text(mean("select_seconds")),
                                seconds_text(mean("pretrain_seconds")),
                                seconds_text(mean("finetune_seconds")),
                                f"{images:.0f}" if images is not None else "-",

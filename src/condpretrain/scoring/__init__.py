@@ -4,6 +4,7 @@ Importing this package registers every built-in method (see :data:`SCORERS`).
 """
 
 from condpretrain.scoring import clustering, domain_classifier, entropy, random  # noqa: F401
-from condpretrain.scoring.base import SCORERS, Scorer, ScoringContext, create_scorer
+from condpretrain.scoring.base import SCORERS, Scorer, create_scorer, register_scorer
+from condpretrain.scoring.context import ScoringContext
 
-__all__ = ["SCORERS", "Scorer", "ScoringContext", "create_scorer"]
+__all__ = ["SCORERS", "Scorer", "ScoringContext", "create_scorer", "register_scorer"]

@@ -4,48 +4,38 @@ A method is one small class: ``fit(target, pool)`` learns what the target looks 
 ``score(images)`` returns one float32 per image, higher = more relevant, NaN for a file
 that could not be read. ``score`` must depend on each image alone (not on which other
 images share the call): the runner scores the pool in chunks, across processes and
-across restarts. New methods plug in with ``@register_scorer``; nothing else in the
-tool names a method.
+across restarts. New methods plug in with ``@SCORERS.register`` (a class with a ``name``,
+``summary``, report ``label`` and ``order``); nothing else in the tool names a method.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from condpretrain.config import SelectConfig
 from condpretrain.data.images import ImageDataset, eval_transform
 from condpretrain.data.sources import ImageIndex, Target
 from condpretrain.device import autocast, to_device
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger, progress_bar
-from condpretrain.train.dist import DistContext
+from condpretrain.registry import LAST, SCORERS
+
+if TYPE_CHECKING:  # the context module builds on this one (via the target model)
+    from condpretrain.scoring.context import ScoringContext
 
 log = get_logger(__name__)
-
-
-@dataclass
-class ScoringContext:
-    """What every scorer shares: settings, device, caches, and what it reports back."""
-
-    config: SelectConfig
-    device: torch.device
-    cache_dir: Path
-    dist: DistContext = field(default_factory=DistContext)
-    models_used: dict[str, Any] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)  # path -> reason
 
 
 class Scorer(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
+    label: ClassVar[str] = ""  # how reports show the method; the name when empty
+    order: ClassVar[int] = LAST  # its row in reports: the paper's Table 2 order
     needs_target: ClassVar[bool] = True
     needs_target_labels: ClassVar[bool] = False
 
@@ -72,22 +62,14 @@ class Scorer(ABC):
         """One float32 per image; higher = more relevant; NaN = unreadable."""
 
 
-SCORERS: dict[str, type[Scorer]] = {}
-
-
-def register_scorer(cls: type[Scorer]) -> type[Scorer]:
-    if cls.name in SCORERS:
-        raise ValueError(f"scoring method {cls.name!r} registered twice")
-    SCORERS[cls.name] = cls
-    return cls
+# The registry instance lives in condpretrain.registry, below config, which lists its
+# names as the choices of --method. This decorator is the one way a method joins it.
+register_scorer = SCORERS.register
 
 
 def create_scorer(name: str, context: ScoringContext) -> Scorer:
-    if name not in SCORERS:
-        raise CondPretrainError(
-            f"--method: unknown method {name!r} (known: {', '.join(sorted(SCORERS))})"
-        )
-    return SCORERS[name](context)
+    """A new scorer for ``--method NAME``; an unknown name is a one-line error."""
+    return SCORERS.get_class(name)(context)
 
 
 def map_images(

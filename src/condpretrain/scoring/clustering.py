@@ -1,8 +1,9 @@
 """Clustering: k-means (K=200) on target features; pool images near the centres win.
 
-Features are the penultimate layer of the target-trained model (or of a checkpoint the
-user gives, e.g. a MoCo-v2 backbone), L2-normalised: raw pooled ResNet features vary in
-norm with image contrast, which would otherwise dominate the distances.
+Features are the penultimate layer of the target-trained model, or of a checkpoint the
+user gives, e.g. a MoCo-v2 backbone (see :mod:`condpretrain.features`). They are
+L2-normalised: raw pooled ResNet features vary in norm with image contrast, which would
+otherwise dominate the distances.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import numpy as np
 import torch
 
 from condpretrain.data.sources import ImageIndex, Target
+from condpretrain.features import feature_extractor
 from condpretrain.log import get_logger
-from condpretrain.scoring.base import Scorer, map_images, register_scorer
-from condpretrain.scoring.target_model import feature_extractor
+from condpretrain.scoring.base import SCORERS, Scorer, map_images
 
 log = get_logger(__name__)
 
@@ -68,9 +69,11 @@ class _ClusteringScorer(Scorer):
         raise NotImplementedError
 
 
-@register_scorer
+@SCORERS.register
 class ClusteringAverageScorer(_ClusteringScorer):
     name = "clustering-avg"
+    label = "Clustering (Avg)"
+    order = 4
     summary = "k-means (K=200) on target features; score = minus the mean distance to the centres"
 
     @staticmethod
@@ -78,9 +81,11 @@ class ClusteringAverageScorer(_ClusteringScorer):
         return distances.mean(axis=1)
 
 
-@register_scorer
+@SCORERS.register
 class ClusteringMinimumScorer(_ClusteringScorer):
     name = "clustering-min"
+    label = "Clustering (Min)"
+    order = 5
     summary = "k-means (K=200) on target features; score = minus the distance to the nearest centre"
 
     @staticmethod

@@ -15,7 +15,7 @@ from torch.utils.data import Sampler
 from condpretrain.data.images import ImageDataset, train_transform
 from condpretrain.data.sources import ImageIndex, Target
 from condpretrain.models import build_resnet
-from condpretrain.scoring.base import Scorer, map_images, register_scorer
+from condpretrain.scoring.base import SCORERS, Scorer, map_images
 from condpretrain.scoring.target_model import fit_classifier, recipe_key, trained_once
 
 
@@ -43,9 +43,11 @@ class BalancedDomainSampler(Sampler[int]):
         return iter(rng.permutation(order).tolist())
 
 
-@register_scorer
+@SCORERS.register
 class DomainClassifierScorer(Scorer):
     name = "domain-classifier"
+    label = "Domain Cls."
+    order = 3
     summary = "ResNet-18 trained pool-vs-target on balanced batches; score = logit of P(target)"
 
     def fit(self, target: Target | None, pool: ImageIndex) -> None:

@@ -10,8 +10,7 @@ import numpy as np
 import torch
 
 from condpretrain.data.sources import ImageIndex, Target
-from condpretrain.scoring.base import Scorer, map_images, register_scorer
-from condpretrain.scoring.target_model import target_model
+from condpretrain.scoring.base import SCORERS, Scorer, map_images
 
 
 def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -24,7 +23,7 @@ class _EntropyScorer(Scorer):
     sign: float = 1.0
 
     def fit(self, target: Target | None, pool: ImageIndex) -> None:
-        self.model = target_model(target, self.context).model
+        self.model = self.context.target_classifier(target)
 
     def score(self, images: ImageIndex) -> np.ndarray:
         def signed_entropy(images: torch.Tensor) -> torch.Tensor:
@@ -33,15 +32,19 @@ class _EntropyScorer(Scorer):
         return map_images(images, self.context, signed_entropy, 1, desc="scoring pool")[:, 0]
 
 
-@register_scorer
+@SCORERS.register
 class ActiveLearningScorer(_EntropyScorer):
     name = "active-learning"
+    label = "Active Learning"
+    order = 2
     summary = "entropy of a target-trained classifier; most uncertain pool images first"
     sign = 1.0
 
 
-@register_scorer
+@SCORERS.register
 class InverseActiveLearningScorer(_EntropyScorer):
     name = "inverse-active-learning"
+    label = "Inv. Active Learning"
+    order = 1
     summary = "entropy of a target-trained classifier; most confident pool images first"
     sign = -1.0

@@ -7,12 +7,14 @@ import hashlib
 import numpy as np
 
 from condpretrain.data.sources import ImageIndex, Target
-from condpretrain.scoring.base import Scorer, register_scorer
+from condpretrain.scoring.base import SCORERS, Scorer
 
 
-@register_scorer
+@SCORERS.register
 class RandomScorer(Scorer):
     name = "random"
+    label = "Random"
+    order = 0
     summary = "uniform random scores, seeded (the paper's Random baseline)"
     needs_target = False
 

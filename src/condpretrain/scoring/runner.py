@@ -17,21 +17,20 @@ from pathlib import Path
 import numpy as np
 
 from condpretrain import atomic
-from condpretrain.config import to_dict
+from condpretrain.config import options, to_dict
 from condpretrain.data.sources import ImageIndex
+from condpretrain.dist import barrier
 from condpretrain.log import get_logger
 from condpretrain.scoring.base import Scorer
-from condpretrain.train.dist import barrier
 
 log = get_logger(__name__)
 
-# Settings that change how fast scores come, not what they are: a run may resume with
-# other values of these and keep its finished chunks.
-_SPEED_ONLY = {"fraction", "count", "batch_size", "workers", "device", "amp", "chunk_size"}
-
-
 def partial_dir(out: Path, scorer: Scorer, pool: ImageIndex) -> Path:
-    settings = {k: v for k, v in to_dict(scorer.context.config).items() if k not in _SPEED_ONLY}
+    # Options declared neutral change how fast scores come, not what they are: a run may
+    # resume with other values of these and keep its finished chunks.
+    config = scorer.context.config
+    neutral = {o.name for o in options(type(config)) if o.neutral}
+    settings = {k: v for k, v in to_dict(config).items() if k not in neutral}
     digest = hashlib.sha256()
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for path in pool.paths:

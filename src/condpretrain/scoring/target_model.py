@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,13 +25,15 @@ from condpretrain.config import SelectConfig, to_dict
 from condpretrain.data.images import ImageDataset, train_transform
 from condpretrain.data.sources import Target
 from condpretrain.device import prepare_model, seed_everything
-from condpretrain.errors import CondPretrainError
+from condpretrain.dist import barrier
 from condpretrain.log import get_logger
-from condpretrain.models import ARCHS, build_resnet, clean_state_dict, load_backbone, read_backbone
-from condpretrain.scoring.base import ScoringContext, map_images
+from condpretrain.models import build_resnet
+from condpretrain.scoring.base import map_images
 from condpretrain.train.batchnorm import recalibrate_batchnorm
 from condpretrain.train.classifier import train_classifier
-from condpretrain.train.dist import barrier
+
+if TYPE_CHECKING:  # the context hands out this module's model, so it imports us
+    from condpretrain.scoring.context import ScoringContext
 
 log = get_logger(__name__)
 
@@ -124,37 +127,6 @@ def recipe_key(recipe: dict, config: SelectConfig, prefix: str) -> str:
     settings.update(seed=config.seed, resolution=config.filter_resolution,
                     batch=config.batch_size, recipe=recipe)
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def feature_extractor(target: Target, context: ScoringContext) -> nn.Module:
-    """Penultimate-layer features: from ``--features-from`` if given, else the target model."""
-    features_from = context.config.features_from
-    if features_from:
-        state = read_backbone(features_from, "--features-from")
-        arch = infer_arch(state, features_from)
-        model = load_backbone(build_resnet(arch), features_from, arch, "--features-from")
-        context.models_used["features"] = {"from": str(features_from), "arch": arch}
-    else:
-        if not target.labelled:
-            raise CondPretrainError(
-                f"target {target.name!r} is unlabelled: give --features-from CKPT (e.g. a "
-                "MoCo-v2 backbone) so clustering has features without a target-trained model"
-            )
-        model = target_model(target, context).model
-        context.models_used["features"] = {"from": "target_model"}
-    model.fc = nn.Identity()
-    return prepare_model(model, context.device).eval()
-
-
-def infer_arch(state: dict[str, torch.Tensor], path: str | Path) -> str:
-    """The registered ResNet whose backbone keys and shapes match ``state`` exactly."""
-    for arch in ARCHS:
-        own = clean_state_dict(build_resnet(arch, num_classes=1).state_dict())
-        if own.keys() == state.keys() and all(own[k].shape == state[k].shape for k in own):
-            return arch
-    raise CondPretrainError(
-        f"--features-from: {path} matches none of the known ResNets ({', '.join(ARCHS)})"
-    )
 
 
 def _test_accuracy(

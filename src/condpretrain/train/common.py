@@ -1,22 +1,19 @@
 """What pre-training and fine-tuning share around the loop: image sources (cached or
-decoded), DDP wrapping, resume checks, the checkpoint callback, and the returned result."""
+decoded), resume checks, the finished run's record and result, and the backbone's method."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from condpretrain.data.cache import DecodedImages, build_cache, stored_size
+from condpretrain.dist import DistContext, barrier
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
-from condpretrain.train.dist import DistContext, barrier
-from condpretrain.train.loop import Position, Trainer
 from condpretrain.train.run import CostMeter, RunDir
 
 log = get_logger(__name__)
@@ -78,66 +75,22 @@ def _norm(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
 
 
-def wrap_ddp(model: nn.Module, device: torch.device, ctx: DistContext) -> nn.Module:
-    if not ctx.enabled:
-        return model
-    ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def checkpointer(run: RunDir, trainer: Trainer, cost: CostMeter,
-                 extra: Callable[[], dict[str, Any]] | None = None,
-                 info: dict[str, Any] | None = None) -> Callable[[Position], None]:
-    """The loop's checkpoint callback: model/optimizer/scheduler, position, cost, RNG."""
-
-    def save(position: Position) -> None:
-        started = time.perf_counter()
-        state = {**trainer.state_dict(), "position": vars(position).copy(),
-                 "cost": cost.state(), **(extra() if extra else {})}
-        if isinstance(trainer.task.model, nn.parallel.DistributedDataParallel):
-            state["model"] = trainer.task.model.module.state_dict()
-        run.save_checkpoint(state)
-        run.write_cost(cost, status="running", **(info or {}))
-        log.debug("checkpoint at epoch %d step %d (%.2fs)", position.epoch, position.step,
-                  time.perf_counter() - started)
-
-    return save
-
-
-def restore(run: RunDir, trainer: Trainer, resume: bool) -> dict[str, Any] | None:
-    """Load the last checkpoint into ``trainer`` when resuming; the raw state or None."""
-    if not resume:
-        return None
-    state = run.load_checkpoint()
-    if state is None:
-        log.info("--resume: no checkpoint in %s yet, starting from the beginning", run.path)
-        return None
-    unwrap(trainer.task.model).load_state_dict(state["model"])
-    trainer.load_state_dict({**state, "model": unwrap(trainer.task.model).state_dict()})
-    position = state["position"]
-    log.info("resuming %s at epoch %d, batch %d", run.path, position["epoch"] + 1,
-             position["step"])
-    return state
+def complete(run: RunDir, cost: CostMeter, result: dict[str, Any], ctx: DistContext,
+             **info: Any) -> RunResult:
+    """Mark the run done: ``run.json`` (status done, ``info``) and ``result.json``."""
+    cost_state = run.write_cost(cost, status="done", **info)
+    run.write_result(result)
+    barrier(ctx)  # no rank leaves before rank 0 has written the results
+    return RunResult(run.path, result, cost_state)
 
 
 def backbone_mode(init: str | None) -> str | None:
-    """'moco' / 'supervised' from the run.json (or config.yaml) beside a backbone file."""
+    """The pre-training method (``mode``) that made the backbone file ``init``: from the
+    run.json (or config.yaml) of the run folder it lies in; None when unknown."""
     if not init:
         return None
-    folder = Path(init).parent
-    import json
-
-    import yaml
-
-    if (folder / "run.json").is_file():
-        mode = json.loads((folder / "run.json").read_text()).get("mode")
-        if mode:
-            return str(mode)
-    if (folder / "config.yaml").is_file():
-        saved = yaml.safe_load((folder / "config.yaml").read_text()) or {}
-        return (saved.get("config") or {}).get("mode")
-    return None
+    run = RunDir(Path(init).parent)
+    mode = (run.read_cost() or {}).get("mode")
+    if not mode:
+        mode = ((run.read_config() or {}).get("config") or {}).get("mode")
+    return str(mode) if mode else None

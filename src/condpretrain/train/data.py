@@ -14,7 +14,7 @@ Batches stay uint8 until they reach the device (4x less to copy, pin and transfe
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -33,31 +33,61 @@ class ImageSource(Protocol):
 
 
 class EpochSampler(Sampler[int]):
-    """Seeded per-epoch order, padded to a multiple of the world size, one rank's share,
-    from sample ``start`` on."""
+    """Epoch ``epoch``'s order, padded to a multiple of the world size, one rank's share,
+    from sample ``start`` on.
 
-    def __init__(self, size: int, *, seed: int, epoch: int = 0, rank: int = 0, world: int = 1,
-                 shuffle: bool = True, start: int = 0, pad: bool = True) -> None:
-        self.size, self.seed, self.epoch = size, seed, epoch
-        self.rank, self.world, self.shuffle, self.start, self.pad = rank, world, shuffle, start, pad
+    ``source`` is the dataset size (the order is then a shuffle drawn from ``(seed,
+    epoch)`` alone, or ``range(size)`` without ``shuffle``) or a sampler that makes each
+    epoch's order itself (told the epoch through its ``set_epoch``, e.g. a balanced one);
+    every rank computes the same order and takes every ``world``-th sample of it.
+    ``min_share``: each rank gets at least that many samples (a dataset smaller than a
+    batch repeats its samples, so it still makes full batches).
+    """
 
-    def indices(self) -> list[int]:
+    def __init__(self, source: int | Sampler[int], *, seed: int, epoch: int = 0, rank: int = 0,
+                 world: int = 1, shuffle: bool = True, start: int = 0, pad: bool = True,
+                 min_share: int = 0) -> None:
+        self.base = None if isinstance(source, int) else source
+        self.size = source if isinstance(source, int) else len(source)  # type: ignore[arg-type]
+        self.seed, self.epoch, self.rank, self.world = seed, epoch, rank, world
+        self.shuffle, self.start, self.pad, self.min_share = shuffle, start, pad, min_share
+
+    def order(self) -> list[int]:
+        """The epoch's whole order, before it is shared out among the ranks."""
+        if self.base is not None:
+            if hasattr(self.base, "set_epoch"):
+                self.base.set_epoch(self.epoch)
+            return list(self.base)
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.size, generator=generator).tolist()
-        else:
-            order = list(range(self.size))
-        if self.pad and self.world > 1 and self.size % self.world:
-            order += order[: self.world - self.size % self.world]
+            return torch.randperm(self.size, generator=generator).tolist()
+        return list(range(self.size))
+
+    def _length(self) -> int:
+        """Length of the order once padded (every rank the same share) and filled."""
+        length = max(self.size, self.min_share * self.world)
+        if self.pad:
+            length = -(-length // self.world) * self.world
+        return length
+
+    def indices(self) -> list[int]:
+        order = self.order()
+        length = self._length()
+        if order and len(order) < length:  # repeat the order until it is long enough
+            order = (order * -(-length // len(order)))[:length]
         return order[self.rank::self.world][self.start:]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices())
 
     def __len__(self) -> int:
-        share = -(-self.size // self.world) if self.pad else len(range(self.rank, self.size,
-                                                                       self.world))
-        return max(share - self.start, 0)
+        length = self._length() if self.size else 0
+        return max(len(range(self.rank, length, self.world)) - self.start, 0)
+
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of one sample's augmentation: a function of (seed, epoch, index) alone."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
 
 
 class AugmentedDataset(Dataset):
@@ -75,26 +105,48 @@ class AugmentedDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, str]:
         image, error = self.source.get(index)
-        seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
         # Transforms draw from torch's global RNG; fork it so the caller's stream is untouched.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.manual_seed(item_seed(self.seed, self.epoch, index))
             views = [self.augment(image) for _ in range(self.views)]
         out = views[0] if self.views == 1 else torch.stack(views)
         label = -1 if self.labels is None else int(self.labels[index])
         return out, label, index, error
 
 
-def make_loader(dataset: AugmentedDataset, *, batch_size: int, workers: int, epoch: int,
-                seed: int, rank: int, world: int, shuffle: bool, skip_batches: int = 0,
-                drop_last: bool, pin: bool) -> DataLoader:
-    """A fresh loader for one epoch, starting after ``skip_batches`` batches."""
-    dataset.epoch = epoch  # copied into the workers when the loader's iterator starts
-    sampler = EpochSampler(len(dataset), seed=seed, epoch=epoch, rank=rank, world=world,
-                           shuffle=shuffle, start=skip_batches * batch_size, pad=shuffle)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=pin, drop_last=drop_last, persistent_workers=False,
-                      prefetch_factor=4 if workers else None)
+class SeededDataset(Dataset):
+    """Any dataset whose random augmentation draws from torch's global RNG, made
+    reproducible the way :class:`AugmentedDataset` is: sample ``i`` of epoch ``e`` is
+    drawn with the RNG seeded from ``(seed, e, i)`` (the caller's stream untouched)."""
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(item_seed(self.seed, self.epoch, index))
+            return self.dataset[index]
+
+
+def make_loader(dataset: Dataset, *, batch_size: int, workers: int, epoch: int, seed: int,
+                rank: int, world: int, shuffle: bool, skip_batches: int = 0, drop_last: bool,
+                pin: bool, sampler: Sampler[int] | None = None, collate: Callable | None = None,
+                fill: bool = False) -> DataLoader:
+    """A fresh loader for one epoch, starting after ``skip_batches`` batches: this rank's
+    share of an :class:`EpochSampler` over ``dataset`` (or over ``sampler``'s order).
+    ``fill``: at least one full batch per rank, however small the dataset."""
+    if hasattr(dataset, "epoch"):
+        dataset.epoch = epoch  # copied into the workers when the loader's iterator starts
+    order = EpochSampler(sampler if sampler is not None else len(dataset),  # type: ignore[arg-type]
+                         seed=seed, epoch=epoch, rank=rank, world=world, shuffle=shuffle,
+                         start=skip_batches * batch_size, pad=shuffle,
+                         min_share=batch_size if fill else 0)
+    return DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=workers,
+                      collate_fn=collate, pin_memory=pin, drop_last=drop_last,
+                      persistent_workers=False, prefetch_factor=4 if workers else None)
 
 
 def supervised_augment(resolution: int) -> v2.Compose:

@@ -14,36 +14,46 @@ from typing import Any
 
 import torch
 
+from condpretrain import atomic
 from condpretrain.config import FinetuneConfig, to_dict
 from condpretrain.data.sources import open_target
 from condpretrain.device import device_kind, prepare_model, seed_everything
+from condpretrain.dist import DistContext, all_reduce_sum, distributed, unwrap, wrap_ddp
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
 from condpretrain.models import build_resnet, flops_per_image, load_backbone, save_backbone
 from condpretrain.train import common
 from condpretrain.train.common import RunResult
 from condpretrain.train.data import AugmentedDataset, eval_crop, make_loader, supervised_augment
-from condpretrain.train.dist import all_reduce_sum, barrier, init_distributed, shutdown
-from condpretrain.train.loop import EpochMetrics, Trainer, restore_position
+from condpretrain.train.loop import Best, Metrics, Recorder, Schedule, Trainer, restore
+from condpretrain.train.methods import PRETRAIN_METHODS
 from condpretrain.train.run import BACKBONE_FILE, CostMeter, RunDir
 from condpretrain.train.supervised import SupervisedTask, evaluate
 
 log = get_logger(__name__)
 
 BEST_FILE, LAST_FILE = "model_best.pt", "model_last.pt"
-# The paper's MoCo fine-tuning recipe (supplement): lr 0.001, batch 64, 100 epochs.
-MOCO_LR, MOCO_EPOCHS = 0.001, 100
+EPOCHS = 90  # without a method's recipe (random init, supervised backbones)
 
 
 def resolve(config: FinetuneConfig) -> tuple[FinetuneConfig, str]:
-    """Concrete epochs and lr, and the backbone kind ('moco', 'supervised' or 'random')."""
+    """Concrete epochs and lr, and the backbone kind: the pre-training method that made
+    ``--init`` (``--backbone``, or with ``auto`` the mode in the run.json beside it;
+    'supervised' when unknown), or 'random' without ``--init``. A registered method's
+    fine-tuning recipe fills what the config leaves unset."""
     kind = config.backbone
     if kind == "auto":
         kind = (common.backbone_mode(config.init) or "supervised") if config.init else "random"
-    moco = kind == "moco"
-    epochs = config.epochs if config.epochs is not None else (MOCO_EPOCHS if moco else 90)
-    lr = config.lr if config.lr is not None else (MOCO_LR if moco else config.resolved_lr())
+    method = PRETRAIN_METHODS.get(kind)  # None for 'random' (or a method not loaded here)
+    recipe_epochs = getattr(method, "finetune_epochs", None)
+    recipe_lr = getattr(method, "finetune_lr", None)
+    epochs = _first(config.epochs, recipe_epochs, EPOCHS)
+    lr = _first(config.lr, recipe_lr, config.resolved_lr())
     return dataclasses.replace(config, epochs=epochs, lr=lr), kind
+
+
+def _first(*values: Any) -> Any:
+    return next(v for v in values if v is not None)
 
 
 def finetune(
@@ -55,15 +65,12 @@ def finetune(
     """Fine-tune ``config.init`` (None: random init) on ``target``; evaluate on its test split."""
     config = config or FinetuneConfig()
     config.validate()
-    ctx, device = init_distributed(config.device)
-    try:
+    with distributed(config.device) as (ctx, device):
         return _finetune(target, Path(out), config, resume, ctx, device)
-    finally:
-        shutdown(ctx)
 
 
-def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool, ctx,
-              device: torch.device) -> RunResult:
+def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool,
+              ctx: DistContext, device: torch.device) -> RunResult:
     run = RunDir(out, ctx.rank)
     if resume and run.finished():
         return common.finished(run)
@@ -90,7 +97,6 @@ def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool,
         load_backbone(model, config.init, config.arch)
         # a fresh head, drawn the same way whether or not weights were loaded
     model = prepare_model(model, device)
-    ddp_model = common.wrap_ddp(model, device, ctx)
 
     def source(paths):
         return common.image_source(paths, config.resolution, cache=config.cache,
@@ -103,36 +109,25 @@ def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool,
     if test is not None:
         test_set = AugmentedDataset(source(test.paths), eval_crop(config.resolution),
                                     test.label_ids(classes), seed=config.seed)
-    if config.optimizer == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
-                                     weight_decay=config.weight_decay)
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                    weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step_epochs,
-                                                config.lr_gamma)
-    trainer = Trainer(SupervisedTask(ddp_model), optimizer, scheduler, device, config.amp,
-                      desc="finetune", dist_ctx=ctx)
-    state = common.restore(run, trainer, resume)
-    position = restore_position(state["position"] if state else None, ctx.rank)
-    best: dict[str, Any] = dict(state.get("best", {})) if state else {}
+    trainer = Trainer(SupervisedTask(wrap_ddp(model, device, ctx)), *optimizer_for(model, config),
+                      device, config.amp, desc="finetune", dist_ctx=ctx)
+    resumed = restore(run, trainer, resume)
     info = {"command": "finetune", "arch": config.arch, "resolution": config.resolution,
             "backbone_kind": kind}
-    cost = CostMeter.start(state["cost"] if state else None, device_kind=device_kind(device),
+    cost = CostMeter.start(resumed.cost, device_kind=device_kind(device),
                            device_count=ctx.world_size,
                            flops_per_image=flops_per_image(config.arch, config.resolution))
+
+    def save_best() -> None:
+        if ctx.is_main:
+            _save_model(model, run.file(BEST_FILE))
+
+    best = Best("top1", save_best, resumed.best)
     topk = (1, 5) if len(classes) > 5 else (1,)
 
-    def on_epoch_end(metrics: EpochMetrics) -> dict[str, Any]:
-        cost.add_images(metrics.images, 3.0)
+    def on_line(metrics: Metrics) -> dict[str, Any]:
         scores = test_scores(model, test_set, config, topk, ctx, device) if test_set else {}
         cost.add_flops(scores.pop("_seen", 0), 1.0)
-        row = {**metrics.as_dict(), **scores}
-        if "top1" in scores and scores["top1"] > best.get("top1", -1.0):
-            best.update({"epoch": metrics.epoch, **scores})
-            if ctx.is_main:
-                _save_model(model, run.file(BEST_FILE))
-        run.append_metrics(row)
         return scores
 
     def loader(epoch: int, skip: int):
@@ -141,24 +136,34 @@ def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool,
                            shuffle=True, skip_batches=skip, drop_last=False,
                            pin=device.type == "cuda")
 
-    trainer.run(loader, config.epochs, on_epoch_end=on_epoch_end, position=position,
-                checkpoint=common.checkpointer(run, trainer, cost, lambda: {"best": dict(best)},
-                                               info),
-                checkpoint_seconds=config.checkpoint_minutes * 60)
+    trainer.run(loader, Schedule.by_epochs(config.epochs), position=resumed.position,
+                recorder=Recorder(run, cost, 3.0, info, config.checkpoint_minutes * 60,
+                                  best=best, on_line=on_line))
     if ctx.is_main:
         _save_model(model, run.file(LAST_FILE))
         save_backbone(model, run.file(BACKBONE_FILE))
-    last = run.read_metrics()[-1] if run.read_metrics() else {}
+    metrics = run.read_metrics()
+    last = metrics[-1] if metrics else {}
     result = {"target": target_spec, "arch": config.arch, "init": config.init,
               "backbone_kind": kind, "classes": len(classes), "epochs": config.epochs,
               "lr": config.lr, "optimizer": config.optimizer,
               "top1": last.get("top1"), "top5": last.get("top5"),
-              "best_top1": best.get("top1"), "best_top5": best.get("top5"),
-              "best_epoch": best.get("epoch"), "test_images": len(test) if test else 0}
-    cost_state = run.write_cost(cost, status="done", **info)
-    run.write_result(result)
-    barrier(ctx)
-    return RunResult(run.path, result, cost_state)
+              "best_top1": best.scores.get("top1"), "best_top5": best.scores.get("top5"),
+              "best_epoch": best.scores.get("epoch"), "test_images": len(test) if test else 0}
+    return common.complete(run, cost, result, ctx, **info)
+
+
+def optimizer_for(model: torch.nn.Module, config: FinetuneConfig
+                  ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """SGD (or Adam) and the step schedule: x``lr_gamma`` every ``lr_step_epochs``."""
+    if config.optimizer == "adam":
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                    weight_decay=config.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step_epochs,
+                                                      config.lr_gamma)
 
 
 def test_scores(model, dataset: AugmentedDataset, config: FinetuneConfig, topk, ctx,
@@ -178,7 +183,5 @@ def test_scores(model, dataset: AugmentedDataset, config: FinetuneConfig, topk, 
 
 
 def _save_model(model: torch.nn.Module, path: Path) -> None:
-    from condpretrain import atomic
-
-    state = {k: v.detach().cpu() for k, v in common.unwrap(model).state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
     atomic.save_with(path, lambda handle: torch.save(state, handle))

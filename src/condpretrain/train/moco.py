@@ -15,10 +15,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from condpretrain.dist import concat_all_gather
+from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
 from condpretrain.models import build_resnet
 from condpretrain.train.data import good_samples, normalize
-from condpretrain.train.dist import concat_all_gather
+from condpretrain.train.metrics import StepOutput
 
 log = get_logger(__name__)
 
@@ -27,8 +29,6 @@ def clamp_queue(requested: int, images: int, global_batch: int) -> int:
     """The queue length actually used: at most the number of images (otherwise an image
     is its own negative) and a multiple of the global batch (the queue is filled one
     global batch at a time). Warns when it had to change."""
-    from condpretrain.errors import CondPretrainError
-
     if images < global_batch:
         raise CondPretrainError(
             f"--batch-size: the subset has {images} images, fewer than the global batch "
@@ -109,7 +109,7 @@ class MocoTask:
 
     model: nn.Module
 
-    def training_step(self, batch, device: torch.device) -> tuple[torch.Tensor, int, int]:
+    def training_step(self, batch, device: torch.device) -> StepOutput:
         views, _, _, errors = batch
         # Broken files stay in (as zero images): MoCo needs equal batch sizes on every rank.
         used = int(good_samples(errors).sum())
@@ -117,8 +117,5 @@ class MocoTask:
         im_k = normalize(views[:, 1], device)
         logits, labels = self.model(im_q, im_k)
         loss = nn.functional.cross_entropy(logits.float(), labels)
-        correct = int((logits.argmax(1) == 0).sum())  # instance-discrimination top-1
-        return loss, used, correct
-
-    def after_step(self) -> None:
-        pass
+        correct = (logits.argmax(1) == 0).sum()  # instance-discrimination top-1
+        return StepOutput(loss, used, correct)

@@ -4,7 +4,8 @@ Every training command (pre-training, fine-tuning, detection, segmentation) writ
 same layout, so one reader serves the experiment runner and the report::
 
     RUN/config.yaml      the resolved config (and the inputs: sources, subset, target)
-    RUN/metrics.jsonl    one JSON object per finished epoch
+    RUN/metrics.jsonl    one JSON object per metrics line (an epoch, or a period of
+                         an iteration-based run)
     RUN/run.json         the cost: wall seconds, device kind/count, device-hours,
                          images processed, estimated FLOPs, status
     RUN/result.json      the final figures (written once, when the run is done)
@@ -151,9 +152,9 @@ class RunDir:
 
     # -- metrics -----------------------------------------------------------------------
     def append_metrics(self, row: dict[str, Any]) -> None:
-        """Add one epoch's line. The whole file is rewritten atomically (it is small), and
-        lines of epochs at or after ``row['epoch']`` are dropped first, so a resumed run
-        never holds an epoch twice."""
+        """Add one line. The whole file is rewritten atomically (it is small), and lines
+        of epochs at or after ``row['epoch']`` are dropped first, so a resumed run never
+        holds an epoch twice."""
         if not self.writer:
             return
         rows = [r for r in self.read_metrics() if r.get("epoch", -1) < row.get("epoch", 1 << 30)]
@@ -175,14 +176,14 @@ class RunDir:
         return state
 
     def read_cost(self) -> dict[str, Any] | None:
-        return _read_json(self.file(COST_FILE))
+        return atomic.read_json(self.file(COST_FILE), None)
 
     def write_result(self, result: dict[str, Any]) -> None:
         if self.writer:
             atomic.write_json(self.file(RESULT_FILE), _plain(result))
 
     def read_result(self) -> dict[str, Any] | None:
-        return _read_json(self.file(RESULT_FILE))
+        return atomic.read_json(self.file(RESULT_FILE), None)
 
     # -- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any], name: str = CHECKPOINT_FILE) -> None:
@@ -224,10 +225,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all(state["cuda"])
         except (RuntimeError, IndexError):  # resumed on fewer GPUs: keep the fresh states
             log.warning("could not restore CUDA RNG states (different GPUs?)")
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _plain(obj: Any) -> Any:

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from condpretrain.device import autocast
 from condpretrain.train.data import good_samples, normalize
+from condpretrain.train.metrics import StepOutput
 
 
 @dataclass
@@ -16,27 +18,28 @@ class SupervisedTask:
 
     model: nn.Module
 
-    def training_step(self, batch, device: torch.device) -> tuple[torch.Tensor, int, int]:
+    def training_step(self, batch, device: torch.device) -> StepOutput:
         images, labels, _, errors = batch
         keep = good_samples(errors)
         if not bool(keep.any()):  # only broken files: a zero loss keeps DDP's graph whole
-            return sum(p.sum() * 0 for p in self.model.parameters()), 0, 0
+            return StepOutput(zero_loss(self.model), 0, 0)
         images = normalize(images[keep], device)
         labels = labels[keep].to(device, non_blocking=True)
         logits = self.model(images)
-        correct = int((logits.argmax(1) == labels).sum())
-        return nn.functional.cross_entropy(logits, labels), len(labels), correct
+        correct = (logits.argmax(1) == labels).sum()
+        return StepOutput(nn.functional.cross_entropy(logits, labels), len(labels), correct)
 
-    def after_step(self) -> None:
-        pass
+
+def zero_loss(model: nn.Module) -> torch.Tensor:
+    """A loss of zero that still reaches every parameter, so DDP's all-reduce of the
+    gradients happens on every rank (a batch of only broken files trains nothing)."""
+    return sum(p.sum() * 0 for p in model.parameters())  # type: ignore[return-value]
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device, amp: bool,
              topk: tuple[int, ...] = (1, 5)) -> tuple[dict[int, int], int, float]:
     """Hits at each k, images seen and summed loss over ``loader`` (this rank's share)."""
-    from condpretrain.device import autocast
-
     model.eval()
     hits = {k: 0 for k in topk}
     seen, loss_sum = 0, 0.0

@@ -1,4 +1,5 @@
-"""Distributed (DDP) plumbing: torchrun's environment in, a small context out.
+"""Distributed (DDP) plumbing that every layer may use: torchrun's environment in, a small
+context out, and the few collectives the tool needs.
 
 The single-process path needs nothing: without ``WORLD_SIZE`` > 1 every helper here is
 a no-op. Under ``torchrun`` the process group is initialised from ``RANK`` /
@@ -8,10 +9,14 @@ a no-op. Under ``torchrun`` the process group is initialised from ``RANK`` /
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from condpretrain.device import resolve_device
 from condpretrain.errors import CondPretrainError
@@ -65,6 +70,17 @@ def shutdown(ctx: DistContext) -> None:
         dist.destroy_process_group()
 
 
+@contextmanager
+def distributed(device_name: str = "auto") -> Iterator[tuple[DistContext, torch.device]]:
+    """``init_distributed`` for the length of a block; the group (if this call made it)
+    is torn down after the block's last collective, also when it raises."""
+    ctx, device = init_distributed(device_name)
+    try:
+        yield ctx, device
+    finally:
+        shutdown(ctx)
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.enabled:
         dist.barrier()
@@ -88,6 +104,15 @@ def broadcast_flag(flag: bool, device: torch.device, ctx: DistContext) -> bool:
     return bool(tensor.item())
 
 
+def gather(obj: Any, ctx: DistContext) -> list[Any]:
+    """Every process's ``obj`` (any picklable object), in rank order; ``[obj]`` alone."""
+    if not ctx.enabled:
+        return [obj]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 @torch.no_grad()
 def concat_all_gather(tensor: torch.Tensor) -> torch.Tensor:
     """All ranks' tensors concatenated on dim 0 (no gradient), as MoCo's builder does."""
@@ -103,8 +128,27 @@ def gather_peak_rss_mb(ctx: DistContext) -> list[float]:
     import resource
 
     mine = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return [float(x) for x in gather(mine, ctx)]
+
+
+def wrap_ddp(model: nn.Module, device: torch.device, ctx: DistContext,
+             sync_bn: bool = False) -> nn.Module:
+    """``model`` in DDP under torchrun (itself otherwise). ``sync_bn``: pool batch-norm
+    statistics over all processes, for tasks with a few images per GPU (CUDA only:
+    SyncBatchNorm refuses CPU modules, so CPU processes keep their own statistics)."""
     if not ctx.enabled:
-        return [mine]
-    gathered: list[float] = [0.0] * ctx.world_size
-    dist.all_gather_object(gathered, mine)
-    return gathered
+        return model
+    if sync_bn and device.type == "cuda":
+        # New modules holding the same parameters: an optimizer built before still fits.
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+__all__ = ["DistContext", "is_main_process", "init_distributed", "shutdown", "distributed",
+           "barrier", "all_reduce_sum", "broadcast_flag", "gather", "concat_all_gather",
+           "gather_peak_rss_mb", "wrap_ddp", "unwrap"]

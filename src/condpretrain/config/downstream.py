@@ -1,0 +1,148 @@
+"""``detect`` and ``segment``: MoCo's / Detectron2's VOC detection and semseg's PSANet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from condpretrain.config.base import Config
+from condpretrain.config.options import option
+from condpretrain.errors import CondPretrainError
+
+_MIN_SIZES = (480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)
+
+
+@dataclass
+class DetectConfig(Config):
+    """Faster R-CNN R50-C4 on VOC (trainval -> test), MoCo/Detectron2's VOC setting."""
+
+    arch: str = option("resnet50", "backbone architecture")
+    init: str | None = option(None, "backbone state_dict (from `condpretrain pretrain` or "
+                              "torchvision); random initialisation when unset", metavar="FILE")
+    iterations: int = option(24000, "training iterations (~23 epochs of trainval2007 at "
+                             "batch 16)", low=0, low_open=True)
+    batch_size: int = option(16, "images per step over all processes", low=0, low_open=True)
+    lr: float = option(0.02, "base learning rate", low=0, low_open=True)
+    momentum: float = option(0.9, "SGD momentum", low=0, high=1)
+    weight_decay: float = option(1e-4, "weight decay (none on norm layers)", low=0)
+    lr_steps: tuple[int, ...] = option((18000, 22000), "iterations where the lr drops",
+                                       low=0)
+    lr_gamma: float = option(0.1, "factor of each learning-rate drop", low=0, low_open=True)
+    warmup_iterations: int = option(100, "linear warm-up iterations (Detectron2's VOC "
+                                    "configs)", low=0)
+    warmup_factor: float = option(0.001, "learning-rate factor at the start of the warm-up",
+                                  low=0, high=1, low_open=True)
+    min_size_train: tuple[int, ...] = option(_MIN_SIZES, "shorter-side sizes drawn per "
+                                             "training image", low=0, low_open=True)
+    min_size_test: int = option(800, "shorter side at test time", low=0, low_open=True)
+    max_size: int = option(1333, "longer side limit", low=0, low_open=True)
+    anchor_sizes: tuple[int, ...] = option((32, 64, 128, 256, 512), "RPN anchor sizes",
+                                           low=0, low_open=True)
+    # Detectron2's C4 defaults: RoIs sampled per training image, proposals kept after NMS.
+    rois_per_image: int = option(512, "RoIs sampled per training image", low=0, low_open=True)
+    proposals_train: int = option(2000, "RPN proposals kept after NMS when training", low=0,
+                                  low_open=True)
+    proposals_test: int = option(1000, "RPN proposals kept after NMS when testing", low=0,
+                                 low_open=True)
+    norm: str = option("bn", "bn: BN trained (SyncBN under torchrun; MoCo's setting); frozen: "
+                       "FrozenBatchNorm (torchvision's and Detectron2's)", choices=("bn", "frozen"))
+    train_split: str = option("trainval", "ImageSets/Main split to train on")
+    test_split: str = option("test", "ImageSets/Main split to evaluate on")
+    eval_batch_size: int = option(8, "images per batch at test time", low=0, low_open=True)
+    workers: int = option(8, "DataLoader workers", low=0, neutral=True)
+    device: str = option("auto", "auto, cpu, cuda, cuda:1 ...", neutral=True)
+    amp: bool = option(True, "mixed precision on GPU (bf16 where supported)")
+    seed: int = option(0, "random seed")
+    checkpoint_minutes: float = option(10.0, "minutes between checkpoints", low=0,
+                                       neutral=True)
+    log_every: int = option(20, "iterations between metrics.jsonl lines", low=0,
+                            low_open=True, neutral=True)
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "quick": {
+            "arch": "resnet10",
+            "iterations": 4,
+            "batch_size": 2,
+            "lr": 0.01,
+            "lr_steps": (3,),
+            "warmup_iterations": 1,
+            "min_size_train": (64,),
+            "min_size_test": 64,
+            "max_size": 128,
+            "anchor_sizes": (8, 16, 32),
+            "rois_per_image": 16,
+            "proposals_train": 64,
+            "proposals_test": 32,
+            "eval_batch_size": 4,
+            "workers": 0,
+            "log_every": 2,
+        },
+    }
+
+    def check(self) -> None:
+        if not self.min_size_train:
+            raise CondPretrainError("--min-size-train needs positive sizes")
+        if list(self.lr_steps) != sorted(self.lr_steps):
+            raise CondPretrainError(f"--lr-steps must be increasing, got {list(self.lr_steps)}")
+
+
+@dataclass
+class SegmentConfig(Config):
+    """PSANet (dilated ResNet-50) on VOC2012 SegmentationClass masks.
+
+    The paper evaluates on VOC2012 ``test``, whose masks are not public (only the
+    evaluation server has them); the default here is ``val``, the usual stand-in.
+    """
+
+    arch: str = option("resnet50", "backbone architecture")
+    init: str | None = option(None, "backbone state_dict; random initialisation when unset",
+                              metavar="FILE")
+    epochs: int = option(100, "training epochs", low=0, low_open=True)
+    batch_size: int = option(16, "images per step over all processes", low=0, low_open=True)
+    lr: float = option(0.01, "base learning rate (poly schedule)", low=0, low_open=True)
+    head_lr_mult: float = option(10.0, "new layers learn this much faster, as in the PSANet "
+                                 "code", low=0)
+    momentum: float = option(0.9, "SGD momentum", low=0, high=1)
+    weight_decay: float = option(1e-4, "weight decay", low=0)
+    poly_power: float = option(0.9, "power of the poly schedule", low=0, low_open=True)
+    crop_size: int = option(473, "square training crop, 8k+1", low=0, low_open=True)
+    scale_min: float = option(0.5, "smallest random scale", low=0, low_open=True)
+    scale_max: float = option(2.0, "largest random scale", low=0, low_open=True)
+    aux_weight: float = option(0.4, "weight of the auxiliary (res4) loss", low=0)
+    shrink_factor: int = option(2, "attention on a map this much smaller, as PSANet does",
+                                low=0, low_open=True)
+    eval_flip: bool = option(True, "average with the mirrored image at test time, as semseg "
+                             "does")
+    train_split: str = option("train", "ImageSets/Segmentation split to train on")
+    test_split: str = option("val", "ImageSets/Segmentation split to evaluate on")
+    workers: int = option(8, "DataLoader workers", low=0, neutral=True)
+    device: str = option("auto", "auto, cpu, cuda, cuda:1 ...", neutral=True)
+    amp: bool = option(True, "mixed precision on GPU (bf16 where supported)")
+    seed: int = option(0, "random seed")
+    checkpoint_minutes: float = option(10.0, "minutes between checkpoints", low=0,
+                                       neutral=True)
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "quick": {
+            "arch": "resnet10",
+            "epochs": 2,
+            "batch_size": 4,
+            "lr": 0.01,
+            "crop_size": 33,
+            "scale_min": 0.75,
+            "scale_max": 1.25,
+            "shrink_factor": 1,
+            "eval_flip": False,
+            "workers": 0,
+        },
+    }
+
+    def check(self) -> None:
+        if self.scale_min > self.scale_max:
+            raise CondPretrainError("--scale-min must not exceed --scale-max")
+        if (self.crop_size - 1) % 8 != 0:
+            raise CondPretrainError(
+                f"--crop-size must be 8k+1 (e.g. 473, 33) so the stride-8 feature map aligns, "
+                f"got {self.crop_size}")

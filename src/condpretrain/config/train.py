@@ -1,0 +1,124 @@
+"""``pretrain`` and ``finetune``: the paper's recipes as defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from condpretrain.config.base import Config
+from condpretrain.config.options import option
+from condpretrain.registry import PRETRAIN_METHODS
+
+_BY_MODE = ("mode", PRETRAIN_METHODS)
+
+
+@dataclass
+class PretrainConfig(Config):
+    """Pre-train a backbone on a (subset of a) pool with a registered method."""
+
+    mode: str = option("supervised", "pre-training method", choices=PRETRAIN_METHODS.choices(),
+                       grid=True)
+    arch: str | None = option(None, "any torchvision ResNet, e.g. resnet34",
+                              default_by=_BY_MODE)
+    resolution: int = option(224, "training resolution in pixels (112 for the cheap setting)",
+                             low=0, low_open=True, grid=True)
+    epochs: int | None = option(None, "training epochs", low=1, default_by=_BY_MODE)
+    batch_size: int = option(256, "images per batch, per process", low=0, low_open=True)
+    lr: float | None = option(None, "learning rate", low=0, low_open=True, default_by=_BY_MODE)
+    momentum: float = option(0.9, "SGD momentum", low=0, high=1)
+    weight_decay: float = option(1e-4, "weight decay", low=0)
+    lr_step_epochs: int = option(30, "epochs between learning-rate drops (step schedules)",
+                                 low=0, low_open=True)
+    lr_gamma: float = option(0.1, "factor of each learning-rate drop", low=0, low_open=True)
+    moco_dim: int = option(128, "MoCo: embedding dimension", low=0, low_open=True)
+    moco_queue: int = option(65536, "MoCo: negatives in the queue (clamped to the subset)",
+                             low=0, low_open=True)
+    moco_momentum: float = option(0.999, "MoCo: key encoder momentum", low=0, high=1)
+    moco_temperature: float = option(0.2, "MoCo: softmax temperature", low=0, low_open=True)
+    moco_mlp: bool = option(True, "MoCo-v2's MLP head (--no-moco-mlp: MoCo-v1's linear head)")
+    cache: bool = option(True, "pre-resize the images once instead of decoding every epoch",
+                         neutral=True)
+    cache_dir: str | None = option(None, "where the pre-resized cache goes (RUN/cache when "
+                                   "unset)", neutral=True, metavar="DIR")
+    init: str | None = option(None, "start from this backbone file (nothing is downloaded)",
+                              grid=True, metavar="CKPT")
+    workers: int = option(8, "DataLoader workers", low=0, neutral=True)
+    device: str = option("auto", "auto, cpu, cuda, cuda:1 ...", neutral=True)
+    amp: bool = option(True, "mixed precision on GPU (bf16 where supported)")
+    seed: int = option(0, "random seed", grid=True)
+    checkpoint_minutes: float = option(10.0, "minutes between mid-epoch checkpoints", low=0,
+                                       neutral=True)
+    max_image_pixels: int = option(178_956_970, "skip larger images as decompression bombs",
+                                   low=1)
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "quick": {
+            "arch": "resnet10",
+            "resolution": 32,
+            "epochs": 3,
+            "batch_size": 32,
+            "lr": 0.05,
+            "lr_step_epochs": 2,
+            "moco_dim": 32,
+            "moco_queue": 256,
+            "moco_momentum": 0.99,
+            "workers": 0,
+        },
+    }
+
+
+@dataclass
+class FinetuneConfig(Config):
+    """Fine-tune a backbone (new linear head, whole network trained) on the target."""
+
+    arch: str = option("resnet34", "backbone architecture (the pre-trained one)", grid=True)
+    init: str | None = option(None, "backbone file to start from; random initialisation "
+                              "when unset", grid=True, metavar="CKPT")
+    backbone: str = option("auto", "recipe for the --init backbone: that of the method it was "
+                           "pre-trained with (auto: read from the run.json beside it)",
+                           choices=lambda: ["auto", *PRETRAIN_METHODS.names()])
+    resolution: int = option(224, "training resolution in pixels", low=0, low_open=True)
+    epochs: int | None = option(None, "training epochs (90; the backbone method's recipe, "
+                                "e.g. 100 for MoCo, when unset)", low=1)
+    batch_size: int = option(64, "images per batch, per process", low=0, low_open=True)
+    optimizer: str = option("sgd", "sgd, or adam (the paper's choice for fMoW)",
+                            choices=("sgd", "adam"))
+    lr: float | None = option(None, "learning rate (0.1 sgd, 1e-4 adam; the backbone "
+                              "method's recipe, e.g. 0.001 for MoCo, when unset)", low=0,
+                              low_open=True)
+    momentum: float = option(0.9, "SGD momentum", low=0, high=1)
+    weight_decay: float = option(1e-4, "weight decay", low=0)
+    lr_step_epochs: int = option(30, "epochs between learning-rate drops", low=0,
+                                 low_open=True)
+    lr_gamma: float = option(0.1, "factor of each learning-rate drop", low=0, low_open=True)
+    workers: int = option(8, "DataLoader workers", low=0, neutral=True)
+    device: str = option("auto", "auto, cpu, cuda, cuda:1 ...", neutral=True)
+    amp: bool = option(True, "mixed precision on GPU (bf16 where supported)")
+    seed: int = option(0, "random seed", grid=True)
+    checkpoint_minutes: float = option(10.0, "minutes between mid-epoch checkpoints", low=0,
+                                       neutral=True)
+    max_image_pixels: int = option(178_956_970, "skip larger images as decompression bombs",
+                                   low=1)
+    cache: bool = option(True, "pre-resize the target once instead of decoding every epoch",
+                         neutral=True)
+    cache_dir: str | None = option(None, "where the pre-resized cache goes (RUN/cache when "
+                                   "unset)", neutral=True, metavar="DIR")
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "quick": {
+            "arch": "resnet10",
+            "resolution": 32,
+            "epochs": 4,
+            "batch_size": 32,
+            "lr": 0.05,
+            "lr_step_epochs": 3,
+            "workers": 0,
+        },
+    }
+
+    def resolved_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 1e-4 if self.optimizer == "adam" else 0.1

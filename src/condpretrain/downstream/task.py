@@ -1,0 +1,176 @@
+"""What a downstream task is, and the run every one of them shares.
+
+A task (``detect``, ``segment``) is a class registered in ``DOWNSTREAM_TASKS``: it
+reads its splits, builds its model and parameter groups, names its lr schedule (a
+LambdaLR stepped per iteration), turns a batch into a loss and scores the trained model
+on the test split. :meth:`DownstreamTask.run` does the rest on the one training loop
+(``train.loop``): torchrun's group, the run folder (config.yaml, metrics.jsonl, run.json,
+checkpoint.pt, result.json), seeding, the resumable sampler, AMP, checkpoints and resume.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset, default_collate
+from torch.utils.flop_counter import FlopCounterMode
+
+from condpretrain.config import to_dict
+from condpretrain.device import device_kind, prepare_model, seed_everything
+from condpretrain.dist import DistContext, distributed, gather, unwrap, wrap_ddp
+from condpretrain.errors import CondPretrainError
+from condpretrain.log import get_logger
+from condpretrain.registry import DOWNSTREAM_TASKS, LAST
+from condpretrain.train.data import SeededDataset, make_loader
+from condpretrain.train.loop import Recorder, Schedule, Trainer, TrainTask, restore
+from condpretrain.train.run import CostMeter, RunDir
+
+log = get_logger(__name__)
+
+Item = TypeVar("Item")
+
+
+class DownstreamTask(Generic[Item]):
+    """One downstream benchmark on a VOC-style folder; an instance is one run of it."""
+
+    name: ClassVar[str] = ""  # the command, e.g. "detect"
+    label: ClassVar[str] = ""  # how reports show it
+    order: ClassVar[int] = LAST
+    task: ClassVar[str] = ""  # result.json's "task", e.g. "detection"
+    metrics: ClassVar[tuple[str, ...]] = ()  # the headline scores in result.json
+    model_name: ClassVar[str] = "the model"
+    sync_bn: bool = True  # pool BN statistics over the processes (few images per GPU)
+    collate: Callable[[list], Any] | None = None
+
+    def __init__(self, voc: str | Path, config: Any) -> None:
+        self.voc, self.config = voc, config
+
+    # -- what each task defines -----------------------------------------------------------
+    def load(self, split: str) -> list[Item]:
+        raise NotImplementedError
+
+    def build(self) -> nn.Module:
+        """The model, its backbone from ``config.init`` when given."""
+        raise NotImplementedError
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        """SGD's parameter groups; a group's own ``lr`` / ``weight_decay`` win."""
+        raise NotImplementedError
+
+    def train_dataset(self, items: list[Item]) -> Dataset:
+        raise NotImplementedError
+
+    def schedule(self, train_images: int) -> Schedule:
+        """Iterations, metrics lines and epoch length (iteration-based)."""
+        raise NotImplementedError
+
+    def lr_factor(self, iterations: int) -> Callable[[int], float]:
+        """The lr multiplier at each iteration (a LambdaLR's lambda)."""
+        raise NotImplementedError
+
+    def training_task(self, model: nn.Module, device: torch.device) -> TrainTask:
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, items: list[Item], ctx: DistContext,
+                 device: torch.device) -> dict[str, Any] | None:
+        """Scores on the test split, on rank 0 (None on the others)."""
+        raise NotImplementedError
+
+    def result_fields(self, schedule: Schedule) -> dict[str, Any]:
+        """The schedule as result.json reports it."""
+        return {"iterations": schedule.iterations}
+
+    # -- the run ------------------------------------------------------------------------------
+    def run(self, out: str | Path, resume: bool = False) -> dict[str, Any]:
+        """Train on ``train_split``, score on ``test_split``; the result, on every process.
+        Resuming a finished run returns its stored result instead."""
+        self.config.validate()
+        with distributed(self.config.device) as (ctx, device):
+            run = RunDir(out, ctx.rank)
+            if resume and run.finished():
+                log.info("%s is finished; its result stands", run.path)
+                return run.read_result() or {}
+            run.prepare(resume)
+            return self._run(run, resume, ctx, device)
+
+    def _run(self, run: RunDir, resume: bool, ctx: DistContext,
+             device: torch.device) -> dict[str, Any]:
+        config = self.config
+        batch = per_process_batch(config.batch_size, ctx)
+        seed_everything(config.seed + ctx.rank)
+        train_items, test_items = self.load(config.train_split), self.load(config.test_split)
+        if not train_items:
+            raise CondPretrainError(f"--voc: the {config.train_split} split lists no images")
+        if not config.init:
+            log.warning("no --init: %s starts from a random backbone", self.model_name)
+        model = prepare_model(self.build(), device)
+        schedule = self.schedule(len(train_items))
+        trainer = self._trainer(model, schedule, ctx, device)
+        resumed = restore(run, trainer, resume)
+        dataset = SeededDataset(self.train_dataset(train_items), config.seed)
+        cost = CostMeter.start(resumed.cost, device_kind=device_kind(device),
+                               device_count=ctx.world_size,
+                               flops_per_image=self._training_flops(model, dataset, batch, device))
+        run.save_config({"command": self.name, "voc": str(self.voc), "config": to_dict(config),
+                         "train_images": len(train_items), "test_images": len(test_items)})
+
+        def loader(epoch: int, skip: int):
+            return make_loader(dataset, batch_size=batch, workers=config.workers, epoch=epoch,
+                               seed=config.seed, rank=ctx.rank, world=ctx.world_size,
+                               shuffle=True, skip_batches=skip, drop_last=True,
+                               pin=device.type == "cuda", collate=self.collate, fill=True)
+
+        trainer.run(loader, schedule, position=resumed.position,
+                    recorder=Recorder(run, cost, 3.0,
+                                      checkpoint_seconds=config.checkpoint_minutes * 60))
+        scores = self.evaluate(trainer.task.model, test_items, ctx, device)
+        result: dict[str, Any] = {}
+        if ctx.is_main and scores is not None:
+            result = {"task": self.task, **scores, "arch": config.arch, "init": config.init,
+                      **self.result_fields(schedule), "train_split": config.train_split,
+                      "test_split": config.test_split, "train_images": len(train_items),
+                      "test_images": len(test_items), "cost": cost.state()}
+            log.info("%s: %s", self.name, " ".join(f"{k} {result[k]:.4g}" for k in self.metrics))
+        run.write_cost(cost, status="done", iteration=schedule.iterations)
+        run.write_result(result)
+        return gather(result, ctx)[0]  # rank 0's result for every process
+
+    def _trainer(self, model: nn.Module, schedule: Schedule, ctx: DistContext,
+                 device: torch.device) -> Trainer:
+        """SGD over the task's parameter groups, its lr factor stepped per iteration, on
+        the model DDP-wrapped under torchrun."""
+        config = self.config
+        optimizer = torch.optim.SGD(self.param_groups(model), lr=config.lr,
+                                    momentum=config.momentum, weight_decay=config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, self.lr_factor(schedule.iterations or 0))
+        trained = wrap_ddp(model, device, ctx, sync_bn=self.sync_bn)
+        return Trainer(self.training_task(trained, device), optimizer, scheduler, device,
+                       config.amp, desc=self.name, dist_ctx=ctx)
+
+    def _training_flops(self, model: nn.Module, dataset: Dataset, batch: int,
+                        device: torch.device) -> int:
+        """Forward FLOPs per training image, measured on one batch with a copy of the
+        model (its BN statistics and everyone's RNG streams untouched)."""
+        items = [dataset[i % len(dataset)] for i in range(batch)]  # type: ignore[arg-type]
+        probe = self.training_task(copy.deepcopy(unwrap(model)).train(), device)
+        counter = FlopCounterMode(display=False)
+        devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), counter, torch.no_grad():
+            probe.training_step((self.collate or default_collate)(items), device)
+        return int(counter.get_total_flops()) // max(batch, 1)
+
+
+def per_process_batch(batch_size: int, ctx: DistContext) -> int:
+    if batch_size % ctx.world_size:
+        raise CondPretrainError(f"--batch-size {batch_size} is the total over all processes and "
+                                f"must divide by the {ctx.world_size} processes")
+    return batch_size // ctx.world_size
+
+
+__all__ = ["DOWNSTREAM_TASKS", "DownstreamTask", "per_process_batch"]

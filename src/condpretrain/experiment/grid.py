@@ -1,0 +1,135 @@
+"""The grid: its cells, and where each cell's work lives so that cells can share it.
+
+Work is shared where the result cannot differ, and the folder of an artefact is named
+by exactly what it depends on, so sharing is a matter of two cells naming one folder:
+
+* scoring runs once per (target, method, seed); every budget is a re-selection from
+  the saved scores, never a second scoring;
+* the target-trained model is cached once per target (``OUT/cache/TARGET``), so
+  clustering and (inverse) active learning reuse it;
+* the entire-pool pre-training does not depend on the target: one run per
+  (mode, resolution, seed) serves every target;
+* a subset pre-training (target, method, budget, resolution, mode, seed) serves only
+  its own cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from condpretrain.experiment.results import ENTIRE_POOL, RANDOM_INIT, budget_key, budget_label
+from condpretrain.experiment.schema import ExperimentConfig
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One row of the results table (before it has numbers)."""
+
+    target: str
+    mode: str
+    resolution: int  # 0 for random init: nothing is pre-trained
+    budget: float  # 0 random init, 1 entire pool, else the selected fraction
+    method: str
+    seed: int
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """The cell's row key (see ``results.KEY_COLUMNS``)."""
+        return (self.target, self.mode, str(self.resolution), budget_key(self.budget),
+                self.method, str(self.seed))
+
+    @property
+    def label(self) -> str:
+        if self.method == RANDOM_INIT:
+            return f"{self.target} {self.mode} random-init seed {self.seed}"
+        return (f"{self.target} {self.mode} {self.resolution}px {budget_label(self.budget)} "
+                f"{self.method} seed {self.seed}")
+
+
+def cells(config: ExperimentConfig) -> list[Cell]:
+    """Every row of the results table, in the order they run (baselines first)."""
+    grid: list[Cell] = []
+    for target in config.targets:
+        for mode in config.modes:
+            for seed in config.seeds:
+                grid += _cells_of(config, target, mode, seed)
+    return grid
+
+
+def _cells_of(config: ExperimentConfig, target: str, mode: str, seed: int) -> list[Cell]:
+    found = []
+    if RANDOM_INIT in config.baselines:
+        found.append(Cell(target, mode, 0, 0.0, RANDOM_INIT, seed))
+    for res in config.resolutions:
+        if ENTIRE_POOL in config.baselines:
+            found.append(Cell(target, mode, res, 1.0, ENTIRE_POOL, seed))
+        for budget in sorted(config.budgets):
+            for method in config.methods:
+                found.append(Cell(target, mode, res, budget, method, seed))
+    return found
+
+
+def _percent_key(budget: float) -> str:
+    """A budget in a folder name: 0.06 -> '6' (as in ``b6``)."""
+    return budget_key(budget * 100)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Folders of an experiment's artefacts under ``out``: the path says which cells
+    may share one."""
+
+    out: Path
+
+    def cache_dir(self, target: str) -> Path:
+        return self.out / "cache" / target
+
+    def scores_dir(self, target: str, method: str, seed: int) -> Path:
+        return self.out / "select" / target / method / f"seed{seed}" / "scores"
+
+    def subset_dir(self, target: str, method: str, budget: float, seed: int) -> Path:
+        return self.out / "select" / target / method / f"seed{seed}" / f"b{_percent_key(budget)}"
+
+    def pretrain_dir(self, cell: Cell) -> Path:
+        group = self.out / "pretrain" / f"{cell.mode}-{cell.resolution}"
+        if cell.method == ENTIRE_POOL:
+            return group / ENTIRE_POOL / f"seed{cell.seed}"
+        return group / cell.target / f"{cell.method}-b{_percent_key(cell.budget)}" / \
+            f"seed{cell.seed}"
+
+    def finetune_dir(self, cell: Cell) -> Path:
+        where = self.out / "finetune" / cell.target
+        if cell.method == RANDOM_INIT:
+            return where / cell.mode / RANDOM_INIT / f"seed{cell.seed}"
+        name = cell.method if cell.method == ENTIRE_POOL else \
+            f"{cell.method}-b{_percent_key(cell.budget)}"
+        return where / f"{cell.mode}-{cell.resolution}" / name / f"seed{cell.seed}"
+
+    def relative(self, path: Path) -> str:
+        """How the results table names an artefact: relative to ``out`` where it can."""
+        try:
+            return str(path.relative_to(self.out))
+        except ValueError:
+            return str(path)
+
+
+# What the files in an artefact's folder say about it. ``result.json`` is written once,
+# when a run is done; a killed run leaves only its cost file or its checkpoint.
+
+
+def selection_done(sel_dir: Path) -> bool:
+    return (sel_dir / "selection.json").is_file() and (sel_dir / "subset.csv").is_file()
+
+
+def run_started(run_dir: Path) -> bool:
+    """A killed run left its cost or checkpoint file: continue it (``resume=True``)
+    rather than start over; the training API refuses to overwrite without it."""
+    return (run_dir / "run.json").is_file() or (run_dir / "checkpoint.pt").is_file()
+
+
+def run_finished(run_dir: Path, *needed: str) -> bool:
+    return all((run_dir / name).is_file() for name in ("result.json", "run.json", *needed))
+
+
+__all__ = ["Cell", "cells", "Layout", "selection_done", "run_started", "run_finished"]

@@ -1,0 +1,286 @@
+"""Running a grid: every cell runs select -> pretrain -> finetune and adds one row to
+``OUT/results.csv``.
+
+Resuming: a cell whose row is already in ``results.csv`` is skipped; an artefact that
+finished (scores, a subset, a backbone, a fine-tune) is read back instead of recomputed;
+an unfinished training run is continued from its checkpoint (``resume=True``). Which
+cells share an artefact is decided by its folder (see :mod:`.grid`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from condpretrain import atomic
+from condpretrain.config import FinetuneConfig, PretrainConfig, SelectConfig, build_config
+from condpretrain.errors import CondPretrainError
+from condpretrain.experiment.grid import (
+    Cell,
+    Layout,
+    cells,
+    run_finished,
+    run_started,
+    selection_done,
+)
+from condpretrain.experiment.results import (
+    BASELINES,
+    KEY_COLUMNS,
+    RANDOM_INIT,
+    RESULTS_FILE,
+    Row,
+    cell_text,
+    read_results,
+    row_key,
+    write_results,
+)
+from condpretrain.experiment.schema import ExperimentConfig, load_experiment, section_values
+from condpretrain.log import get_logger, progress_bar
+from condpretrain.registry import PRETRAIN_METHODS
+from condpretrain.selection import reselect, select
+from condpretrain.train.finetune import finetune
+from condpretrain.train.pretrain import pretrain
+
+log = get_logger(__name__)
+
+# Keys of the experiment file that change what a finished cell means; the grid's axes
+# (methods, budgets, ...) may grow into the same folder.
+SETTINGS_KEYS = ("pool", "targets", "preset", "select", "pretrain", "finetune")
+
+
+@dataclass
+class Steps:
+    """The pipeline functions a grid calls; tests swap in fakes to count calls."""
+
+    select: Callable[..., Any]
+    reselect: Callable[..., Any]
+    pretrain: Callable[..., Any]
+    finetune: Callable[..., Any]
+
+    @staticmethod
+    def default() -> Steps:
+        return Steps(select, reselect, pretrain, finetune)
+
+
+@dataclass
+class ExperimentResult:
+    out_dir: Path
+    results_csv: Path
+    rows: list[Row]
+    ran: int  # cells computed by this call
+    skipped: int  # cells already in results.csv
+
+
+class Experiment:
+    """Runs a grid into ``out``; every artefact lives under it (see :class:`Layout`)."""
+
+    def __init__(self, config: ExperimentConfig, out: str | Path, steps: Steps | None = None):
+        self.config = config
+        self.out = Path(out)
+        self.layout = Layout(self.out)
+        self.steps = steps or Steps.default()
+
+    # Configs of one cell: preset -> experiment sections -> what the grid sets.
+    def select_config(self, target: str, method: str, seed: int) -> SelectConfig:
+        # Selection is mode-free; the scores serve every budget, so the smallest is asked
+        # for (each budget then re-selects from the saved scores).
+        return build_config(SelectConfig, self.config.preset,
+                            **{**section_values(self.config, "select"),
+                               "method": method, "seed": seed,
+                               "fraction": min(self.config.budgets),
+                               "cache_dir": str(self.layout.cache_dir(target))})
+
+    def pretrain_config(self, cell: Cell) -> PretrainConfig:
+        return build_config(PretrainConfig, self.config.preset,
+                            **{**section_values(self.config, "pretrain", cell.mode),
+                               "mode": cell.mode, "resolution": cell.resolution or None,
+                               "seed": cell.seed})
+
+    def finetune_config(self, cell: Cell, init: Path | None) -> FinetuneConfig:
+        return build_config(FinetuneConfig, self.config.preset,
+                            **{**section_values(self.config, "finetune", cell.mode),
+                               "arch": self.pretrained_arch(cell.mode), "seed": cell.seed,
+                               "init": str(init) if init else None})
+
+    def pretrained_arch(self, mode: str) -> str:
+        """The fine-tuned network must be the pre-trained one, so its arch is the mode's:
+        the one the experiment sets, else the method's own default."""
+        config = build_config(PretrainConfig, self.config.preset,
+                              **{**section_values(self.config, "pretrain", mode), "mode": mode})
+        return config.arch or PRETRAIN_METHODS.get_class(mode).arch
+
+    def run(self) -> ExperimentResult:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.check_same_settings()
+        atomic.write_text(self.out / "experiment.yaml", self.config.to_yaml())
+        results = self.out / RESULTS_FILE
+        rows = read_results(results)
+        done = {row_key(r) for r in rows}
+        grid = cells(self.config)
+        todo = [c for c in grid if c.key not in done]
+        skipped = len(grid) - len(todo)
+        log.info("experiment %s: %d cells, %d already done", self.config.name, len(grid), skipped)
+        with progress_bar(len(grid), desc="experiment", unit="cell", initial=skipped) as bar:
+            for cell in todo:
+                bar.set_description(f"experiment: {cell.label}")
+                log.info("cell %s", cell.label)
+                rows.append(self.run_cell(cell))
+                write_results(results, rows)  # after every cell: a kill loses one at most
+                bar.update(1)
+        return ExperimentResult(self.out, results, rows, len(todo), skipped)
+
+    def check_same_settings(self) -> None:
+        """Growing a grid (more methods, budgets, seeds...) into the same folder is fine;
+        changing what a finished cell was computed with would mix two experiments."""
+        saved = self.out / "experiment.yaml"
+        if not saved.is_file():
+            return
+        try:
+            before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError:
+            return
+        now = yaml.safe_load(self.config.to_yaml())
+        for key in SETTINGS_KEYS:
+            if key in before and before[key] != now[key]:
+                raise CondPretrainError(
+                    f"--out {self.out} was run with another {key!r} ({before[key]!r}); "
+                    "finished cells would not match: choose another --out")
+
+    def run_cell(self, cell: Cell) -> Row:
+        row: dict[str, Any] = dict(zip(KEY_COLUMNS, cell.key, strict=True))
+        subset: Path | None = None
+        init: Path | None = None
+        if cell.method not in BASELINES:
+            subset = self._select_into(row, cell)
+        if cell.method != RANDOM_INIT:
+            init = self._pretrain_into(row, cell, subset)
+        else:
+            row.update(pretrain_seconds=0, pretrain_device_hours=0, pretrain_images=0,
+                       pretrain_flops=0)
+        self._finetune_into(row, cell, init)
+        return {k: cell_text(v) for k, v in row.items()}
+
+    def _select_into(self, row: dict[str, Any], cell: Cell) -> Path:
+        sel = self.selection(cell.target, cell.method, cell.budget, cell.seed)
+        row.update(selected=sel["selected"], pool_size=sel["pool_size"],
+                   select_seconds=sel["seconds"], select_device_hours=sel["seconds"] / 3600,
+                   select_dir=self.layout.relative(sel["dir"]))
+        return sel["subset_csv"]
+
+    def _pretrain_into(self, row: dict[str, Any], cell: Cell, subset: Path | None) -> Path:
+        cost, run_dir = self.pretrained(cell, subset)
+        row.update(pretrain_seconds=cost.get("wall_seconds", ""),
+                   pretrain_device_hours=cost.get("device_hours", ""),
+                   pretrain_images=cost.get("images", ""), pretrain_flops=cost.get("flops", ""),
+                   pretrain_dir=self.layout.relative(run_dir))
+        return run_dir / "backbone.pt"
+
+    def _finetune_into(self, row: dict[str, Any], cell: Cell, init: Path | None) -> None:
+        config = self.finetune_config(cell, init)
+        result, cost, run_dir = self.finetuned(cell, config)
+        row.update(arch=config.arch, top1=result.get("top1", ""), top5=result.get("top5", ""),
+                   best_top1=result.get("best_top1", ""),
+                   finetune_seconds=cost.get("wall_seconds", ""),
+                   finetune_device_hours=cost.get("device_hours", ""),
+                   finetune_dir=self.layout.relative(run_dir),
+                   finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+    def selection(self, target: str, method: str, budget: float, seed: int) -> dict[str, Any]:
+        """Score once per (target, method, seed); every budget re-selects from the scores."""
+        scores = self.layout.scores_dir(target, method, seed)
+        score_seconds = selection_seconds(scores) if selection_done(scores) else None
+        if score_seconds is None:
+            started = time.perf_counter()
+            result = self.steps.select(self.config.pool, self.config.targets[target], scores,
+                                       self.select_config(target, method, seed))
+            score_seconds = _seconds(result, started)
+        out = self.layout.subset_dir(target, method, budget, seed)
+        if not selection_done(out):
+            started = time.perf_counter()
+            result = self.steps.reselect(scores, out, fraction=budget)
+            reselect_seconds = _seconds(result, started)
+        else:
+            # A re-selection's timings repeat the scoring's; only its own stage is new.
+            timings = _json_object(out / "selection.json").get("timings", {})
+            reselect_seconds = float(timings.get("reselect", 0.0))
+        info = _json_object(out / "selection.json")
+        return {"dir": out, "subset_csv": out / "subset.csv",
+                "selected": info.get("selected", _count_rows(out / "subset.csv")),
+                "pool_size": info.get("pool_size", ""),
+                "seconds": score_seconds + reselect_seconds}
+
+    def pretrained(self, cell: Cell, subset: Path | None) -> tuple[dict[str, Any], Path]:
+        run_dir = self.layout.pretrain_dir(cell)
+        if not run_finished(run_dir, "backbone.pt"):
+            self.steps.pretrain(self.config.pool, run_dir, self.pretrain_config(cell),
+                                subset=str(subset) if subset else None,
+                                resume=run_started(run_dir))
+        return _json_object(run_dir / "run.json"), run_dir
+
+    def finetuned(self, cell: Cell, config: FinetuneConfig
+                  ) -> tuple[dict[str, Any], dict[str, Any], Path]:
+        run_dir = self.layout.finetune_dir(cell)
+        if not run_finished(run_dir):
+            self.steps.finetune(self.config.targets[cell.target], run_dir, config,
+                                resume=run_started(run_dir))
+        return (_json_object(run_dir / "result.json"), _json_object(run_dir / "run.json"),
+                run_dir)
+
+
+def run(experiment: ExperimentConfig | str | Path, out: str | Path,
+        steps: Steps | None = None) -> ExperimentResult:
+    """Run (or resume) the grid of an experiment file or config into ``out``."""
+    if not isinstance(experiment, ExperimentConfig):
+        experiment = load_experiment(experiment)
+    return Experiment(experiment, out, steps).run()
+
+
+# --------------------------------------------------------------------------- artefacts
+
+
+def selection_seconds(sel_dir: Path) -> float | None:
+    """Seconds a saved selection took, from its ``selection.json`` timings."""
+    timings = _json_object(sel_dir / "selection.json").get("timings")
+    if not isinstance(timings, dict):
+        return None
+    if isinstance(timings.get("total"), (int, float)):
+        return float(timings["total"])
+    return float(sum(_walk_numbers(timings)))
+
+
+def _walk_numbers(obj: Any) -> Iterator[float]:
+    if isinstance(obj, bool):
+        return
+    if isinstance(obj, (int, float)):
+        yield float(obj)
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _walk_numbers(value)
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """A run's JSON file, or nothing: a missing figure leaves its column empty."""
+    data = atomic.read_json(path, default=None)
+    return data if isinstance(data, dict) else {}
+
+
+def _seconds(result: Any, started: float) -> float:
+    seconds = getattr(result, "seconds", None)
+    return float(seconds) if isinstance(seconds, (int, float)) else time.perf_counter() - started
+
+
+def _count_rows(path: Path) -> int | str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return max(sum(1 for _ in handle) - 1, 0)
+    except OSError:
+        return ""
+
+
+__all__ = ["Steps", "Experiment", "ExperimentResult", "SETTINGS_KEYS", "run",
+           "selection_seconds"]

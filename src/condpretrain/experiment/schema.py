@@ -1,0 +1,280 @@
+"""The experiment file: every key declared once as an option, every value checked once.
+
+A file names a pool, the targets, the grid's axes and, in the sections ``select``,
+``pretrain`` and ``finetune``, options of the matching command. Inside ``pretrain`` and
+``finetune`` a mode's name holds overrides for that mode only::
+
+    finetune: {epochs: 90, moco: {lr: 0.001}}
+
+The top-level keys are the fields of :class:`ExperimentConfig`; a section's keys are the
+options of its command's config class, less those the grid sets per cell (``grid=True``).
+Both go through :func:`~condpretrain.config.options.parse_mapping`, so every error is one
+line naming the file and the key as written: ``exp.yaml: select.batch_size must be
+positive, got -1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from condpretrain.config import (
+    PRESET_NAMES,
+    FinetuneConfig,
+    PretrainConfig,
+    SelectConfig,
+    build_config,
+    load_yaml,
+)
+from condpretrain.config.options import Option, option, option_map, parse_mapping
+from condpretrain.errors import CondPretrainError
+from condpretrain.experiment.results import BASELINES
+from condpretrain.registry import PRETRAIN_METHODS, SCORERS
+
+# ------------------------------------------------------------------- value parsers
+
+
+def parse_fractions(value: Any) -> Any:
+    """Budgets as fractions of the pool: 0.06 or '6%', as a list, one value or 'a, b'."""
+    if isinstance(value, str):
+        value = value.replace(",", " ").split() or [value]
+    if not isinstance(value, (list, tuple)):
+        return value  # one number: the option's list type wraps it
+    return [_percent(item) for item in value]
+
+
+def _percent(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            pass  # left as it is, for the check to refuse naming the key
+    return value
+
+
+def _one_or_many(value: Any) -> list[Any]:
+    """One value is a list of one: a path may hold spaces or commas, never split it."""
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _all_or_none(value: Any) -> Any:
+    """``baselines: true`` runs both, ``false`` (or left empty) neither."""
+    if value is True:
+        return list(BASELINES)
+    if value is False:
+        return []
+    return value
+
+
+def _parse_targets(value: Any) -> dict[str, str]:
+    """``{name: folder}``, or a list of ``NAME=FOLDER`` or ``FOLDER`` (named after it)."""
+    if isinstance(value, dict):
+        pairs = [(str(name), spec) for name, spec in value.items()]
+    else:
+        pairs = [_target_pair(spec) for spec in _one_or_many(value)]
+    targets: dict[str, str] = {}
+    for name, spec in pairs:
+        if not name or "/" in name or name.startswith("."):
+            raise CondPretrainError(f"targets: {name!r} is not a usable name")
+        if name in targets:
+            raise CondPretrainError(f"targets: two targets are named {name!r}")
+        targets[name] = _text(spec, f"targets.{name}")
+    return targets
+
+
+def _target_pair(spec: Any) -> tuple[str, str]:
+    text = _text(spec, "targets")
+    name, sep, path = text.partition("=")
+    return (name, path) if sep and name else (Path(text).name, text)
+
+
+def _text(value: Any, key: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or str(value) == "":
+        raise CondPretrainError(f"{key}: expected text, got {value!r}")
+    return str(value)
+
+
+def _default_mode() -> list[str]:
+    """The ``pretrain`` command's own default mode."""
+    return [option_map(PretrainConfig)["mode"].default]
+
+
+# ------------------------------------------------------------------- the file's keys
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment file. Paths are resolved against the file's folder."""
+
+    pool: list[str] = option(help="pool sources: FOLDER, NAME=FOLDER or a manifest CSV",
+                             parse=_one_or_many)
+    targets: dict[str, str] = option(help="target datasets: {name: folder}, or a list of "
+                                     "NAME=FOLDER or FOLDER", parse=_parse_targets)
+    name: str = option("experiment", "shown in the report's title")
+    preset: str = option("paper", "preset of every command's options", choices=PRESET_NAMES)
+    methods: list[str] = option(default_factory=SCORERS.names, help="selection methods",
+                                choices=SCORERS.choices())
+    budgets: list[float] = option(
+        default_factory=lambda: [0.06, 0.12], help="shares of the pool to select, e.g. 0.06 "
+        "or '6%' (0 % and 100 % are the baselines)", low=0, high=1, low_open=True,
+        high_open=True, parse=parse_fractions)
+    resolutions: list[int] = option(default_factory=lambda: [224, 112],
+                                    help="pre-training resolutions (px)", low=0, low_open=True)
+    modes: list[str] = option(default_factory=_default_mode, help="pre-training methods",
+                              choices=PRETRAIN_METHODS.choices())
+    seeds: list[int] = option(default_factory=lambda: [0], help="every cell runs once per seed")
+    baselines: list[str] = option(default_factory=lambda: list(BASELINES),
+                                  help="baseline rows (true: all, false: none)",
+                                  choices=BASELINES, parse=_all_or_none)
+    select: dict[str, Any] = option(default_factory=dict, help="options of `select`")
+    pretrain: dict[str, Any] = option(default_factory=dict, help="options of `pretrain`; "
+                                      "a mode's name holds that mode's own")
+    finetune: dict[str, Any] = option(default_factory=dict, help="options of `finetune`; "
+                                      "a mode's name holds that mode's own")
+
+    def to_yaml(self) -> str:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return yaml.safe_dump(data, sort_keys=False)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A key of the file holding the options of one command."""
+
+    cls: type
+    per_mode: bool  # may hold overrides under a mode's name (selection is mode-free)
+
+
+SECTIONS: dict[str, Section] = {
+    "select": Section(SelectConfig, per_mode=False),
+    "pretrain": Section(PretrainConfig, per_mode=True),
+    "finetune": Section(FinetuneConfig, per_mode=True),
+}
+# The grid's axes: each needs a value, and a repeated one would run a cell twice.
+AXES = ("methods", "budgets", "resolutions", "modes", "seeds")
+
+
+# ------------------------------------------------------------------- loading
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Parse and check an experiment file; any problem names the key at fault."""
+    path = Path(path)
+    if not path.is_file():
+        raise CondPretrainError(f"experiment file not found: {path}")
+    return parse_experiment(load_yaml(path), where=str(path), base=path.parent)
+
+
+def parse_experiment(data: dict[str, Any], where: str = "experiment",
+                     base: Path | None = None) -> ExperimentConfig:
+    """An experiment from a mapping (a file's contents); ``where`` names it in errors."""
+    data = {str(key).replace("-", "_"): value for key, value in data.items()}
+    if "baselines" in data and data["baselines"] is None:
+        data["baselines"] = False  # `baselines:` left empty reads as none, like false
+    _check_required(data, where)
+    values = parse_mapping(ExperimentConfig, data, where)
+    for name, section in SECTIONS.items():
+        if name in values:
+            values[name] = parse_section(section, name, values[name], where)
+    _check_axes(values, where)
+    config = _resolve_paths(ExperimentConfig(**values), base or Path.cwd())
+    check_configs(config, where)
+    return config
+
+
+def parse_section(section: Section, name: str, values: dict[str, Any], where: str
+                  ) -> dict[str, Any]:
+    """Options of one section, checked; a mode's name holds a mapping of its own."""
+    checked: dict[str, Any] = {}
+    for raw_key, value in values.items():
+        key = str(raw_key).replace("-", "_")
+        if section.per_mode and key in PRETRAIN_METHODS:
+            if not isinstance(value, dict):
+                raise CondPretrainError(f"{where}: {name}.{key}: expected a mapping of "
+                                        f"option: value, got {value!r}")
+            checked[key] = _options(section.cls, value, where, f"{name}.{key}.")
+        else:
+            checked.update(_options(section.cls, {raw_key: value}, where, f"{name}."))
+    return checked
+
+
+def _options(cls: type, values: dict[str, Any], where: str, prefix: str) -> dict[str, Any]:
+    """``values`` as options of ``cls``; an option the grid sets per cell is refused."""
+    known = option_map(cls)
+    for raw_key in values:
+        opt: Option | None = known.get(str(raw_key).replace("-", "_"))
+        if opt is not None and opt.grid:
+            raise CondPretrainError(f"{where}: {prefix}{opt.name}: set per cell by the "
+                                    "experiment grid, not here")
+    settable = {name: opt for name, opt in known.items() if not opt.grid}
+    return parse_mapping(cls, values, where, prefix, known=settable)
+
+
+def _check_required(data: dict[str, Any], where: str) -> None:
+    for f in dataclasses.fields(ExperimentConfig):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and data.get(f.name) in (None, "", [], {}):
+            raise CondPretrainError(f"{where}: {f.name}: required")
+
+
+def _check_axes(values: dict[str, Any], where: str) -> None:
+    for name in AXES:
+        given = values.get(name)
+        if given is None:
+            continue
+        if not given:
+            raise CondPretrainError(f"{where}: {name}: give at least one value")
+        if len(set(given)) != len(given):
+            raise CondPretrainError(f"{where}: {name}: repeated values in {given}")
+
+
+def _resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
+    return dataclasses.replace(
+        config, pool=[_resolve_spec(spec, base) for spec in config.pool],
+        targets={name: str(_resolve(spec, base)) for name, spec in config.targets.items()})
+
+
+def _resolve_spec(spec: str, base: Path) -> str:
+    """``NAME=FOLDER`` keeps its name; a path that really holds a ``=`` stays a path."""
+    name, sep, path = spec.partition("=")
+    if sep and name and not (base / spec).exists():
+        return f"{name}={_resolve(path, base)}"
+    return str(_resolve(spec, base))
+
+
+def _resolve(path: str, base: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+# ------------------------------------------------------------------- the configs it makes
+
+
+def check_configs(config: ExperimentConfig, where: str = "experiment") -> None:
+    """Build one config of each kind now, so a rule between options fails before hours
+    of work rather than at the first cell that needs it."""
+    for mode in config.modes:
+        for name, section in SECTIONS.items():
+            try:
+                build_config(section.cls, config.preset, **section_values(config, name, mode))
+            except CondPretrainError as exc:
+                raise CondPretrainError(f"{where}: {name}: {exc}") from None
+
+
+def section_values(config: ExperimentConfig, name: str, mode: str | None = None
+                   ) -> dict[str, Any]:
+    """A section's options for one mode: the common ones, then the mode's own."""
+    section = getattr(config, name)
+    values = {k: v for k, v in section.items() if k not in PRETRAIN_METHODS}
+    if mode is not None:
+        values.update(section.get(mode, {}))
+    return values
+
+
+__all__ = ["ExperimentConfig", "Section", "SECTIONS", "AXES", "load_experiment",
+           "parse_experiment", "parse_section", "parse_fractions", "check_configs",
+           "section_values"]
