@@ -44,7 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "resolutions, quick preset; writes the report and prints the table.")
     parser.add_argument("--out", default="condpretrain-demo", metavar="DIR",
                         help="output folder (default: ./condpretrain-demo)")
-    add_config_flags(parser, DemoConfig)
+    add_config_flags(parser, DemoConfig, yaml_keys=False)
     parser.set_defaults(handler=_demo)
 
 

@@ -40,9 +40,11 @@ def add_preset_flags(parser: argparse.ArgumentParser) -> None:
                         help="a YAML file of option: value standing for flags (flags win)")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One flag per field of the config dataclass ``cls``."""
-    group = parser.add_argument_group(f"options ({cls.__name__}; also YAML keys for --config)")
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, yaml_keys: bool = True) -> None:
+    """One flag per field of the config dataclass ``cls`` (``yaml_keys``: the command
+    takes ``--config``, whose keys are the same options)."""
+    also = "; also YAML keys for --config" if yaml_keys else ""
+    group = parser.add_argument_group(f"options ({cls.__name__}{also})")
     for opt in options(cls):
         help_text = _help(opt, cls)
         if opt.type is bool:

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from condpretrain.config import options, to_dict
 from condpretrain.data.cache import DecodedImages, build_cache, stored_size
 from condpretrain.dist import DistContext, barrier
 from condpretrain.errors import CondPretrainError
@@ -17,10 +18,6 @@ from condpretrain.log import get_logger
 from condpretrain.train.run import CostMeter, RunDir
 
 log = get_logger(__name__)
-
-# Options that may change between a killed run and its resume without changing results.
-RESUME_FREE = {"workers", "device", "checkpoint_minutes", "cache", "cache_dir"}
-
 
 @dataclass
 class RunResult:
@@ -53,15 +50,18 @@ def image_source(paths: Sequence[str], resolution: int, *, cache: bool, cache_di
     return source
 
 
-def check_resume(run: RunDir, config: dict[str, Any], inputs: dict[str, Any]) -> None:
-    """A resumed run must use the options it started with (bar the harmless ones)."""
+def check_resume(run: RunDir, config: Any, inputs: dict[str, Any],
+                 resolved: dict[str, Any] | None = None) -> None:
+    """A resumed run must use the options it started with, bar those declared neutral
+    (they change where or how fast it runs, not its results)."""
     saved = run.read_config()
     if not saved:
         return
+    neutral = {o.name for o in options(type(config)) if o.neutral}
     old = {**saved.get("inputs", {}), **saved.get("config", {})}
-    new = {**inputs, **config}
+    new = {**inputs, **(resolved if resolved is not None else to_dict(config))}
     for key, value in new.items():
-        if key in RESUME_FREE or key not in old:
+        if key in neutral or key not in old:
             continue
         if _norm(old[key]) != _norm(value):
             raise CondPretrainError(

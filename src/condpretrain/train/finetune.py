@@ -87,7 +87,7 @@ def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool,
                     target_spec)
     inputs = {"target": target_spec}
     if resume:
-        common.check_resume(run, to_dict(config), inputs)
+        common.check_resume(run, config, inputs)
     run.save_config({"command": "finetune", "inputs": inputs, "config": to_dict(config),
                      "backbone_kind": kind, "classes": classes, "world_size": ctx.world_size})
 

@@ -61,7 +61,7 @@ def _pretrain(sources, out: Path, method: PretrainMethod, subset, resume: bool,
     resolved = {**to_dict(config), "arch": method.arch, "epochs": method.epochs,
                 "lr": method.lr}
     if resume:
-        common.check_resume(run, resolved, inputs)
+        common.check_resume(run, config, inputs, resolved)
     run.save_config({"command": "pretrain", "inputs": inputs, "config": resolved,
                      "images": len(index), "world_size": ctx.world_size, "classes": classes})
 
