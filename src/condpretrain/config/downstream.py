@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from condpretrain.config import common
 from condpretrain.config.base import Config
 from condpretrain.config.options import option
 from condpretrain.errors import CondPretrainError
@@ -49,12 +50,11 @@ class DetectConfig(Config):
     train_split: str = option("trainval", "ImageSets/Main split to train on")
     test_split: str = option("test", "ImageSets/Main split to evaluate on")
     eval_batch_size: int = option(8, "images per batch at test time", low=0, low_open=True)
-    workers: int = option(8, "DataLoader workers", low=0, neutral=True)
-    device: str = option("auto", "auto, cpu, cuda, cuda:1 ...", neutral=True)
-    amp: bool = option(True, "mixed precision on GPU (bf16 where supported)")
-    seed: int = option(0, "random seed")
-    checkpoint_minutes: float = option(10.0, "minutes between checkpoints", low=0,
-                                       neutral=True)
+    workers: int = common.workers()
+    device: str = common.device()
+    amp: bool = common.amp()
+    seed: int = common.seed()
+    checkpoint_minutes: float = common.checkpoint_minutes()
     log_every: int = option(20, "iterations between metrics.jsonl lines", low=0,
                             low_open=True, neutral=True)
 
@@ -116,12 +116,11 @@ class SegmentConfig(Config):
                              "does")
     train_split: str = option("train", "ImageSets/Segmentation split to train on")
     test_split: str = option("val", "ImageSets/Segmentation split to evaluate on")
-    workers: int = option(8, "DataLoader workers", low=0, neutral=True)
-    device: str = option("auto", "auto, cpu, cuda, cuda:1 ...", neutral=True)
-    amp: bool = option(True, "mixed precision on GPU (bf16 where supported)")
-    seed: int = option(0, "random seed")
-    checkpoint_minutes: float = option(10.0, "minutes between checkpoints", low=0,
-                                       neutral=True)
+    workers: int = common.workers()
+    device: str = common.device()
+    amp: bool = common.amp()
+    seed: int = common.seed()
+    checkpoint_minutes: float = common.checkpoint_minutes()
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},

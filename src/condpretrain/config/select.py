@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from condpretrain.config import common
 from condpretrain.config.base import Config
 from condpretrain.config.options import option
 from condpretrain.errors import CondPretrainError
@@ -21,17 +22,17 @@ class SelectConfig(Config):
                                     low=0, high=1, low_open=True, grid=True, neutral=True)
     count: int | None = option(None, "budget as a number of images", low=1, grid=True,
                                neutral=True)
-    seed: int = option(0, "random seed (ties, random scores, model initialisation)", grid=True)
+    seed: int = common.seed(grid=True,
+                            what="random seed (ties, random scores, model initialisation)")
     # Filtering always runs at 224 px in the paper, whatever the pre-training resolution.
     filter_resolution: int = option(224, "resolution (px) images are scored at", low=0,
                                     low_open=True)
     batch_size: int = option(256, "images per batch when scoring and training the scorer "
                              "models", low=0, low_open=True, neutral=True)
-    workers: int = option(8, "DataLoader workers", low=0, neutral=True)
-    device: str = option("auto", "auto, cpu, cuda, cuda:1 ...", neutral=True)
-    amp: bool = option(True, "mixed precision on GPU (bf16 where supported)", neutral=True)
-    max_image_pixels: int = option(178_956_970, "skip larger images as decompression bombs "
-                                   "(Pillow's own limit)", low=1)
+    workers: int = common.workers()
+    device: str = common.device()
+    amp: bool = common.amp(neutral=True)
+    max_image_pixels: int = common.max_image_pixels()
     cache_dir: str | None = option(None, "where the scorer models are cached (OUT/cache when "
                                    "unset)", grid=True, metavar="DIR")
     # Scores are saved every chunk, so a killed run loses at most one chunk of work.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from condpretrain.config import common
 from condpretrain.config.base import Config
 from condpretrain.config.options import option
 from condpretrain.registry import PRETRAIN_METHODS
@@ -42,14 +43,12 @@ class PretrainConfig(Config):
                                    "unset)", neutral=True, metavar="DIR")
     init: str | None = option(None, "start from this backbone file (nothing is downloaded)",
                               grid=True, metavar="CKPT")
-    workers: int = option(8, "DataLoader workers", low=0, neutral=True)
-    device: str = option("auto", "auto, cpu, cuda, cuda:1 ...", neutral=True)
-    amp: bool = option(True, "mixed precision on GPU (bf16 where supported)")
-    seed: int = option(0, "random seed", grid=True)
-    checkpoint_minutes: float = option(10.0, "minutes between mid-epoch checkpoints", low=0,
-                                       neutral=True)
-    max_image_pixels: int = option(178_956_970, "skip larger images as decompression bombs",
-                                   low=1)
+    workers: int = common.workers()
+    device: str = common.device()
+    amp: bool = common.amp()
+    seed: int = common.seed(grid=True)
+    checkpoint_minutes: float = common.checkpoint_minutes()
+    max_image_pixels: int = common.max_image_pixels()
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
@@ -92,14 +91,12 @@ class FinetuneConfig(Config):
     lr_step_epochs: int = option(30, "epochs between learning-rate drops", low=0,
                                  low_open=True)
     lr_gamma: float = option(0.1, "factor of each learning-rate drop", low=0, low_open=True)
-    workers: int = option(8, "DataLoader workers", low=0, neutral=True)
-    device: str = option("auto", "auto, cpu, cuda, cuda:1 ...", neutral=True)
-    amp: bool = option(True, "mixed precision on GPU (bf16 where supported)")
-    seed: int = option(0, "random seed", grid=True)
-    checkpoint_minutes: float = option(10.0, "minutes between mid-epoch checkpoints", low=0,
-                                       neutral=True)
-    max_image_pixels: int = option(178_956_970, "skip larger images as decompression bombs",
-                                   low=1)
+    workers: int = common.workers()
+    device: str = common.device()
+    amp: bool = common.amp()
+    seed: int = common.seed(grid=True)
+    checkpoint_minutes: float = common.checkpoint_minutes()
+    max_image_pixels: int = common.max_image_pixels()
     cache: bool = option(True, "pre-resize the target once instead of decoding every epoch",
                          neutral=True)
     cache_dir: str | None = option(None, "where the pre-resized cache goes (RUN/cache when "

@@ -224,6 +224,10 @@ class Detection(DownstreamTask[VocImage]):
     task = "detection"
     metrics = ("AP50", "AP", "AP75")
     model_name = "the detector"
+    config_class = DetectConfig
+    summary = "Faster R-CNN R50-C4 on VOC: train on trainval, AP50/AP/AP75 on test"
+    description = ("Train Faster R-CNN with a C4 backbone from --init on a VOC folder "
+                   "(trainval) and evaluate on test: AP50 (VOC07 11-point), AP, AP75.")
     collate = staticmethod(detection_collate)
 
     def __init__(self, voc: str | Path, config: DetectConfig) -> None:

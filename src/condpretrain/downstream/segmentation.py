@@ -272,6 +272,11 @@ class Segmentation(DownstreamTask[tuple[Path, Path]]):
     task = "segmentation"
     metrics = ("mIoU", "mAcc", "allAcc")
     model_name = "PSANet"
+    config_class = SegmentConfig
+    summary = "PSANet (dilated ResNet-50) on VOC2012: mIoU/mAcc/allAcc on val"
+    description = ("Train PSANet with a dilated backbone from --init on VOC SegmentationClass "
+                   "masks (train) and evaluate on val: mIoU, mAcc, allAcc.")
+    voc_example = "VOCdevkit/VOC2012"
 
     def load(self, split: str) -> list[tuple[Path, Path]]:
         return load_segmentation_split(self.voc, split)

@@ -44,6 +44,10 @@ class DownstreamTask(Generic[Item]):
     task: ClassVar[str] = ""  # result.json's "task", e.g. "detection"
     metrics: ClassVar[tuple[str, ...]] = ()  # the headline scores in result.json
     model_name: ClassVar[str] = "the model"
+    config_class: ClassVar[type]  # the options of its command (flags generated from it)
+    summary: ClassVar[str] = ""  # the command's one-line help
+    description: ClassVar[str] = ""
+    voc_example: ClassVar[str] = "VOCdevkit/VOC2007"  # shown in --voc's help
     sync_bn: bool = True  # pool BN statistics over the processes (few images per GPU)
     collate: Callable[[list], Any] | None = None
 

@@ -1,0 +1,39 @@
+"""Options that several commands share, declared once and placed in each command's config.
+
+Each is a function rather than a base dataclass so every config keeps its own field
+order (the order of ``config.yaml`` and ``selection.json``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from condpretrain.config.options import option
+
+PILLOW_PIXEL_LIMIT = 178_956_970  # Pillow's own decompression-bomb limit
+
+
+def workers() -> Any:
+    return option(8, "DataLoader workers", low=0, neutral=True)
+
+
+def device() -> Any:
+    return option("auto", "auto, cpu, cuda, cuda:1 ...", neutral=True)
+
+
+def amp(neutral: bool = False) -> Any:
+    """``neutral`` where precision cannot change the result that is kept (scores are
+    recomputed the same way; a resumed training run must keep its precision)."""
+    return option(True, "mixed precision on GPU (bf16 where supported)", neutral=neutral)
+
+
+def seed(grid: bool = False, what: str = "random seed") -> Any:
+    return option(0, what, grid=grid)
+
+
+def checkpoint_minutes() -> Any:
+    return option(10.0, "minutes between checkpoints (also mid-epoch)", low=0, neutral=True)
+
+
+def max_image_pixels() -> Any:
+    return option(PILLOW_PIXEL_LIMIT, "skip larger images as decompression bombs", low=1)
