@@ -41,6 +41,9 @@ class Option:
     # Changes how fast or where a run goes, not what it computes: a run may resume with
     # another value, and scores computed with another value are reused.
     neutral: bool = False
+    # A list option: the fewest values it takes, and whether a value may repeat.
+    min_items: int = 0
+    unique: bool = False
     # Turns a raw value into the field's type first (e.g. '6%' -> 0.06).
     parse: Callable[[Any], Any] | None = None
     # When None, the value comes from the class that another option picks in a registry:
@@ -62,11 +65,12 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *,  # noqa: A002
            default_factory: Callable[[], Any] | None = None, choices: Choices | None = None,
            low: float | None = None, high: float | None = None, low_open: bool = False,
            high_open: bool = False, grid: bool = False, neutral: bool = False,
-           parse: Callable[[Any], Any] | None = None, default_by: tuple[str, Any] | None = None,
+           min_items: int = 0, unique: bool = False, parse: Callable[[Any], Any] | None = None, default_by: tuple[str, Any] | None = None,
            metavar: str | None = None) -> Any:
     """A dataclass field carrying its :class:`Option` declaration in its metadata."""
     meta = {"help": help, "choices": choices, "low": low, "high": high, "low_open": low_open,
-            "high_open": high_open, "grid": grid, "neutral": neutral, "parse": parse,
+            "high_open": high_open, "grid": grid, "neutral": neutral, "min_items": min_items,
+            "unique": unique, "parse": parse,
             "default_by": default_by, "metavar": metavar}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata={"option": meta})
@@ -99,6 +103,8 @@ def check_value(opt: Option, value: Any, name: str) -> Any:
     if opt.parse is not None and value is not None:
         value = opt.parse(value)
     value = _convert(opt.type, value, name)
+    if isinstance(value, (list, tuple)):
+        _check_items(opt, value, name)
     for item in _items(value):
         _check_choice(opt, item, name)
         _check_bounds(opt, item, name)
@@ -196,6 +202,14 @@ def _scalar(kind: Any, value: Any, name: str) -> Any:
             return str(value)
         raise CondPretrainError(f"{name}: expected text, got {value!r}")
     raise TypeError(f"option {name}: unsupported type {kind!r}")  # a bug in a declaration
+
+
+def _check_items(opt: Option, values: list[Any] | tuple[Any, ...], name: str) -> None:
+    if len(values) < opt.min_items:
+        raise CondPretrainError(f"{name}: give at least {opt.min_items} "
+                                f"value{'s' if opt.min_items > 1 else ''}")
+    if opt.unique and len(set(values)) != len(values):
+        raise CondPretrainError(f"{name}: repeated values in {list(values)}")
 
 
 def _check_choice(opt: Option, value: Any, name: str) -> None:

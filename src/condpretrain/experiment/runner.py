@@ -18,7 +18,13 @@ from typing import Any
 import yaml
 
 from condpretrain import atomic
-from condpretrain.config import FinetuneConfig, PretrainConfig, SelectConfig, build_config
+from condpretrain.config import (
+    FinetuneConfig,
+    PretrainConfig,
+    SelectConfig,
+    build_config,
+    options,
+)
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.grid import (
     Cell,
@@ -48,9 +54,10 @@ from condpretrain.train.pretrain import pretrain
 
 log = get_logger(__name__)
 
-# Keys of the experiment file that change what a finished cell means; the grid's axes
-# (methods, budgets, ...) may grow into the same folder.
-SETTINGS_KEYS = ("pool", "targets", "preset", "select", "pretrain", "finetune")
+def settings_keys() -> list[str]:
+    """Keys of the experiment file that change what a finished cell means: all but the
+    grid's axes (which may grow into the same folder) and the neutral ones (a label)."""
+    return [o.name for o in options(ExperimentConfig) if not (o.grid or o.neutral)]
 
 
 @dataclass
@@ -145,7 +152,7 @@ class Experiment:
         except yaml.YAMLError:
             return
         now = yaml.safe_load(self.config.to_yaml())
-        for key in SETTINGS_KEYS:
+        for key in settings_keys():
             if key in before and before[key] != now[key]:
                 raise CondPretrainError(
                     f"--out {self.out} was run with another {key!r} ({before[key]!r}); "
@@ -282,5 +289,5 @@ def _count_rows(path: Path) -> int | str:
         return ""
 
 
-__all__ = ["Steps", "Experiment", "ExperimentResult", "SETTINGS_KEYS", "run",
+__all__ = ["Steps", "Experiment", "ExperimentResult", "run",
            "selection_seconds"]

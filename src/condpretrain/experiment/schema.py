@@ -105,6 +105,9 @@ def _default_mode() -> list[str]:
 
 # ------------------------------------------------------------------- the file's keys
 
+# An axis of the grid: at least one value, none twice (it would run a cell twice).
+_AXIS: dict[str, Any] = {"grid": True, "min_items": 1, "unique": True}
+
 
 @dataclass
 class ExperimentConfig:
@@ -114,22 +117,27 @@ class ExperimentConfig:
                              parse=_one_or_many)
     targets: dict[str, str] = option(help="target datasets: {name: folder}, or a list of "
                                      "NAME=FOLDER or FOLDER", parse=_parse_targets)
-    name: str = option("experiment", "shown in the report's title")
+    # Neutral: only a label. Grid: an axis of the grid, which may grow (more methods,
+    # seeds...) into a folder that holds finished cells; every other key may not change.
+    name: str = option("experiment", "shown in the report's title", neutral=True)
     preset: str = option("paper", "preset of every command's options", choices=PRESET_NAMES)
     methods: list[str] = option(default_factory=SCORERS.names, help="selection methods",
-                                choices=SCORERS.choices())
+                                choices=SCORERS.choices(), **_AXIS)
     budgets: list[float] = option(
         default_factory=lambda: [0.06, 0.12], help="shares of the pool to select, e.g. 0.06 "
         "or '6%' (0 % and 100 % are the baselines)", low=0, high=1, low_open=True,
-        high_open=True, parse=parse_fractions)
+        high_open=True, parse=parse_fractions, **_AXIS)
     resolutions: list[int] = option(default_factory=lambda: [224, 112],
-                                    help="pre-training resolutions (px)", low=0, low_open=True)
+                                    help="pre-training resolutions (px)", low=0, low_open=True,
+                                    **_AXIS)
     modes: list[str] = option(default_factory=_default_mode, help="pre-training methods",
-                              choices=PRETRAIN_METHODS.choices())
-    seeds: list[int] = option(default_factory=lambda: [0], help="every cell runs once per seed")
+                              choices=PRETRAIN_METHODS.choices(), **_AXIS)
+    seeds: list[int] = option(default_factory=lambda: [0], help="every cell runs once per seed",
+                              **_AXIS)
     baselines: list[str] = option(default_factory=lambda: list(BASELINES),
                                   help="baseline rows (true: all, false: none)",
-                                  choices=BASELINES, parse=_all_or_none)
+                                  choices=BASELINES, parse=_all_or_none, grid=True,
+                                  unique=True)
     select: dict[str, Any] = option(default_factory=dict, help="options of `select`")
     pretrain: dict[str, Any] = option(default_factory=dict, help="options of `pretrain`; "
                                       "a mode's name holds that mode's own")
@@ -154,8 +162,6 @@ SECTIONS: dict[str, Section] = {
     "pretrain": Section(PretrainConfig, per_mode=True),
     "finetune": Section(FinetuneConfig, per_mode=True),
 }
-# The grid's axes: each needs a value, and a repeated one would run a cell twice.
-AXES = ("methods", "budgets", "resolutions", "modes", "seeds")
 
 
 # ------------------------------------------------------------------- loading
@@ -180,7 +186,6 @@ def parse_experiment(data: dict[str, Any], where: str = "experiment",
     for name, section in SECTIONS.items():
         if name in values:
             values[name] = parse_section(section, name, values[name], where)
-    _check_axes(values, where)
     config = _resolve_paths(ExperimentConfig(**values), base or Path.cwd())
     check_configs(config, where)
     return config
@@ -219,17 +224,6 @@ def _check_required(data: dict[str, Any], where: str) -> None:
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if required and data.get(f.name) in (None, "", [], {}):
             raise CondPretrainError(f"{where}: {f.name}: required")
-
-
-def _check_axes(values: dict[str, Any], where: str) -> None:
-    for name in AXES:
-        given = values.get(name)
-        if given is None:
-            continue
-        if not given:
-            raise CondPretrainError(f"{where}: {name}: give at least one value")
-        if len(set(given)) != len(given):
-            raise CondPretrainError(f"{where}: {name}: repeated values in {given}")
 
 
 def _resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
@@ -275,6 +269,6 @@ def section_values(config: ExperimentConfig, name: str, mode: str | None = None
     return values
 
 
-__all__ = ["ExperimentConfig", "Section", "SECTIONS", "AXES", "load_experiment",
+__all__ = ["ExperimentConfig", "Section", "SECTIONS", "load_experiment",
            "parse_experiment", "parse_section", "parse_fractions", "check_configs",
            "section_values"]
