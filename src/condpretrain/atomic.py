@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,6 +57,20 @@ def write_json(path: str | Path, obj: Any) -> None:
 def save_npy(path: str | Path, array: np.ndarray) -> None:
     with atomic_open(path, "wb") as handle:
         np.save(handle, array)
+
+
+def link_or_copy(source: str | Path, destination: str | Path) -> None:
+    """``destination`` names the same bytes as ``source``: a hard link (no second copy),
+    a copy where the file system has none; replaced atomically."""
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = destination.with_name(f".{destination.name}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copy2(source, tmp)
+    os.replace(tmp, destination)
 
 
 def save_with(path: str | Path, saver: Callable[[IO[bytes]], None]) -> None:

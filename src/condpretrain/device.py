@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 
 import numpy as np
@@ -44,6 +45,25 @@ def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type == "cuda" and batch.dim() == 4:
         batch = batch.contiguous(memory_format=torch.channels_last)
     return batch
+
+
+def configure_determinism(deterministic: bool, device: torch.device, benchmark: bool = True
+                          ) -> None:
+    """``--deterministic``: the same seed gives the same numbers on a GPU too (cuDNN's
+    deterministic kernels, no autotuning, torch's deterministic algorithms, cuBLAS's
+    fixed workspace); slower. Otherwise cuDNN autotunes its convolutions on CUDA when
+    ``benchmark`` (input shapes are fixed; detection's vary, so it passes False)."""
+    if deterministic:
+        # cuBLAS reads this when it creates its handle: set before the first matmul.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        # warn_only: an op without a deterministic kernel warns instead of failing a run.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        return
+    torch.backends.cudnn.deterministic = False
+    torch.backends.cudnn.benchmark = benchmark and device.type == "cuda"
+    torch.use_deterministic_algorithms(False)
 
 
 def seed_everything(seed: int) -> None:

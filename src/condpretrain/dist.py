@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from condpretrain.device import resolve_device
+from condpretrain.device import configure_determinism, resolve_device
 from condpretrain.errors import CondPretrainError
 
 
@@ -43,17 +43,22 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def init_distributed(device_name: str = "auto") -> tuple[DistContext, torch.device]:
-    """Join torchrun's process group when launched by it; choose this process's device."""
+def init_distributed(device_name: str = "auto", deterministic: bool = False,
+                     benchmark: bool = True) -> tuple[DistContext, torch.device]:
+    """Join torchrun's process group when launched by it; choose this process's device and
+    how it picks kernels (``configure_determinism``)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return DistContext(), resolve_device(device_name)
+        device = resolve_device(device_name)
+        configure_determinism(deterministic, device, benchmark)
+        return DistContext(), device
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name)
     if device.type == "cuda":
         if device.index is None:
             device = torch.device("cuda", local % max(torch.cuda.device_count(), 1))
         torch.cuda.set_device(device)
+    configure_determinism(deterministic, device, benchmark)
     owns = False
     if not dist.is_initialized():
         try:
@@ -71,10 +76,11 @@ def shutdown(ctx: DistContext) -> None:
 
 
 @contextmanager
-def distributed(device_name: str = "auto") -> Iterator[tuple[DistContext, torch.device]]:
+def distributed(device_name: str = "auto", deterministic: bool = False,
+                benchmark: bool = True) -> Iterator[tuple[DistContext, torch.device]]:
     """``init_distributed`` for the length of a block; the group (if this call made it)
     is torn down after the block's last collective, also when it raises."""
-    ctx, device = init_distributed(device_name)
+    ctx, device = init_distributed(device_name, deterministic, benchmark)
     try:
         yield ctx, device
     finally:

@@ -11,7 +11,6 @@ Outputs of a selection folder (all written atomically):
 from __future__ import annotations
 
 import dataclasses
-import os
 import platform
 import shutil
 import time
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from condpretrain import atomic
+from condpretrain import atomic, eval_duplicates
 from condpretrain.config import SelectConfig, to_dict
 from condpretrain.data.shards import write_shards
 from condpretrain.data.sources import (
@@ -62,14 +61,19 @@ def budget_size(pool_size: int, fraction: float | None, count: int | None) -> in
     return max(1, int(round(fraction * pool_size)))
 
 
-def rank_pool(scores: np.ndarray, budget: int, seed: int) -> np.ndarray:
+def rank_pool(scores: np.ndarray, budget: int, seed: int,
+              exclude: np.ndarray | None = None) -> np.ndarray:
     """Indices of the ``budget`` best scores, best first.
 
     Ties are broken by a seeded permutation, so equal scores neither favour the first
-    pool listed nor change between runs with the same seed. NaN scores never qualify.
+    pool listed nor change between runs with the same seed. NaN scores never qualify,
+    nor do the indices in ``exclude`` (copies of the target's evaluation images).
     """
     scores = np.asarray(scores, dtype=np.float32)
-    scored = np.flatnonzero(~np.isnan(scores))
+    eligible = ~np.isnan(scores)
+    if exclude is not None:
+        eligible[exclude] = False
+    scored = np.flatnonzero(eligible)
     if budget > len(scored):
         log.warning("budget of %d is more than the %d scored images: taking them all",
                     budget, len(scored))
@@ -95,7 +99,7 @@ def select(
     out = Path(out)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    dist, device = init_distributed(config.device)
+    dist, device = init_distributed(config.device, config.deterministic)
     try:
         with _timed(timings, "index"):
             pool = open_pool(sources)
@@ -110,16 +114,22 @@ def select(
             scorer.fit(target_set, pool)
         with _timed(timings, "score"):
             scores, chunks_dir = score_pool(scorer, pool, out)
+        with _timed(timings, "eval_duplicates"):
+            duplicates = eval_duplicates.search(pool, target_set, config, dist)
         peak_rss_mb = gather_peak_rss_mb(dist)
         if dist.is_main:
             write_index_csv(out / POOL_CSV, pool)
             atomic.save_npy(out / SCORES_NPY, scores)
             with _timed(timings, "select"):
-                chosen = rank_pool(scores, budget, config.seed)
+                chosen = rank_pool(scores, budget, config.seed,
+                                   eval_duplicates.excluded(duplicates, config))
                 _write_subset(out, pool, scores, chosen)
+            if duplicates is not None:
+                eval_duplicates.write_csv(out / eval_duplicates.EVAL_DUPLICATES_CSV, duplicates)
             timings["total"] = time.perf_counter() - started
             _write_metadata(out, sources, target, config, context, pool, target_set, len(chosen),
-                            timings, peak_rss_mb)
+                            timings, peak_rss_mb,
+                            eval_duplicates.metadata(duplicates, config, chosen))
             shutil.rmtree(chunks_dir, ignore_errors=True)  # scores.npy now holds them
             log.info("selected %d of %d pool images with %s -> %s", len(chosen), len(pool),
                      config.method, out / SUBSET_CSV)
@@ -135,6 +145,7 @@ def _write_metadata(
     out: Path, sources: list[str] | str, target: str | None, config: SelectConfig,
     context: ScoringContext, pool: ImageIndex, target_set: Target | None, selected: int,
     timings: dict[str, float], peak_rss_mb: list[float],
+    duplicates: dict[str, Any] | None = None,
 ) -> None:
     atomic.write_json(out / SELECTION_JSON, {
         "method": config.method,
@@ -147,11 +158,15 @@ def _write_metadata(
         "pools": _pool_counts(pool),
         "target_sizes": _target_sizes(target_set),
         "selected": selected,
+        "eval_duplicates": duplicates,
         "skipped": [{"path": p, "reason": r} for p, r in sorted(context.skipped.items())],
         "device": str(context.device),
         "processes": context.dist.world_size,
         "peak_rss_mb": peak_rss_mb,
         "timings": {k: round(v, 3) for k, v in timings.items()},
+        # what the method is charged: its own time + the training of the cached models it
+        # used, whether this run trained them or loaded them (see scoring/cost.py)
+        "cost": context.cost(timings["total"]),
         "versions": library_versions(),
     })
 
@@ -162,8 +177,11 @@ def reselect(
     fraction: float | None = None,
     count: int | None = None,
     seed: int | None = None,
+    keep_eval_duplicates: bool | None = None,
 ) -> SelectionResult:
-    """Choose another budget from a finished selection's saved scores, without scoring."""
+    """Choose another budget from a finished selection's saved scores, without scoring.
+    Copies of evaluation images that the selection found stay out (``eval_duplicates.csv``)
+    unless ``keep_eval_duplicates`` (default: the selection's own setting)."""
     started = time.perf_counter()
     scores_dir, out = Path(scores_dir), Path(out)
     for name in (POOL_CSV, SCORES_NPY, SELECTION_JSON):
@@ -180,15 +198,24 @@ def reselect(
                                  fraction=fraction, count=count)
     if seed is not None:
         config.seed = seed
+    if keep_eval_duplicates is not None:
+        config.keep_eval_duplicates = keep_eval_duplicates
     config.validate()
-    chosen = rank_pool(scores, budget_size(len(pool), fraction, count), config.seed)
+    duplicates = eval_duplicates.load(scores_dir, pool, previous.get("eval_duplicates"))
+    chosen = rank_pool(scores, budget_size(len(pool), fraction, count), config.seed,
+                       eval_duplicates.excluded(duplicates, config))
     if out.resolve() != scores_dir.resolve():
-        _link_or_copy(scores_dir / POOL_CSV, out / POOL_CSV)
-        _link_or_copy(scores_dir / SCORES_NPY, out / SCORES_NPY)
+        atomic.link_or_copy(scores_dir / POOL_CSV, out / POOL_CSV)
+        atomic.link_or_copy(scores_dir / SCORES_NPY, out / SCORES_NPY)
+        if duplicates is not None:
+            atomic.link_or_copy(scores_dir / eval_duplicates.EVAL_DUPLICATES_CSV,
+                          out / eval_duplicates.EVAL_DUPLICATES_CSV)
     _write_subset(out, pool, scores, chosen)
     seconds = time.perf_counter() - started
     metadata = dict(previous, parameters=to_dict(config), seed=config.seed, selected=len(chosen),
                     scores_from=str(scores_dir))
+    if duplicates is not None:
+        metadata["eval_duplicates"] = eval_duplicates.metadata(duplicates, config, chosen)
     metadata["timings"] = dict(previous.get("timings", {}), reselect=round(seconds, 3))
     atomic.write_json(out / SELECTION_JSON, metadata)
     return SelectionResult(out, out / SUBSET_CSV, len(chosen), len(pool), seconds)
@@ -239,17 +266,6 @@ def _target_sizes(target: Target | None) -> dict[str, int | None]:
 def _known(parameters: dict[str, Any]) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(SelectConfig)}
     return {k: v for k, v in parameters.items() if k in names}
-
-
-def _link_or_copy(source: Path, destination: Path) -> None:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(f".{destination.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copy2(source, tmp)
-    os.replace(tmp, destination)
 
 
 @contextmanager

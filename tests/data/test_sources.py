@@ -116,3 +116,60 @@ def test_pool_index_is_cached_and_invalidated(tmp_path, monkeypatch):
     monkeypatch.setenv("CONDPRETRAIN_INDEX_CACHE", "off")
     open_pool([str(tmp_path / "pool")])
     assert len(calls) == 3 and not list((tmp_path / "cache").glob("*.json.gz"))[1:]
+
+
+def make_voc_lists(root, lists: dict[str, list[int]], images: int = 10):
+    """ROOT/JPEGImages/00000k.jpg (k < images) and ROOT/ImageSets/<list>.txt of those ids."""
+    from PIL import Image
+
+    (root / "JPEGImages").mkdir(parents=True)
+    for k in range(images):
+        Image.new("RGB", (8, 8), (k, 0, 0)).save(root / "JPEGImages" / f"{k:06d}.jpg")
+    for name, ids in lists.items():
+        (root / "ImageSets" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "ImageSets" / f"{name}.txt").write_text("".join(f"{k:06d}\n" for k in ids))
+    return root
+
+
+def ids_of(index) -> list[int]:
+    return sorted(int(p.rsplit("/", 1)[-1][:6]) for p in index.paths)
+
+
+def test_voc_target_reads_its_split_lists_not_the_whole_folder(tmp_path):
+    # VOC2012-like: Segmentation/val lies inside Main/trainval, Main/test apart
+    root = make_voc_lists(tmp_path / "VOC2012", {
+        "Main/trainval": [0, 1, 2, 3, 4, 5], "Main/test": [6, 7, 8],
+        "Segmentation/train": [0, 1], "Segmentation/val": [4, 5]})
+    for spec in (root, root / "JPEGImages"):  # the VOC folder or its JPEGImages
+        target = open_target(str(spec))
+        assert ids_of(target.train) == [0, 1, 2, 3]  # image 9 is in no list
+        assert ids_of(target.test) == [4, 5, 6, 7, 8]
+        assert target.name == "VOC2012" and not target.labelled
+
+
+def test_voc_target_with_segmentation_lists_only(tmp_path):
+    root = make_voc_lists(tmp_path / "voc", {"Segmentation/train": [0, 1, 2],
+                                             "Segmentation/val": [3, 4]})
+    target = open_target(f"seg={root}")
+    assert ids_of(target.train) == [0, 1, 2] and ids_of(target.test) == [3, 4]
+    assert target.name == "seg"
+
+
+def test_voc_target_errors_name_the_folder(tmp_path):
+    root = make_voc_lists(tmp_path / "a", {"Main/test": [0]})
+    with pytest.raises(CondPretrainError, match="ImageSets has none of the split lists"):
+        open_target(str(root))
+    root = make_voc_lists(tmp_path / "b", {"Main/trainval": [0, 42]})
+    with pytest.raises(CondPretrainError, match="names 1 images not in JPEGImages.*000042"):
+        open_target(str(root))
+
+
+def test_held_out_holds_test_and_val_folders(stripes_target, tmp_path):
+    root = tmp_path / "t"
+    root.mkdir()
+    for split in ("train", "test", "val"):
+        (root / split).symlink_to(stripes_target / ("test" if split == "val" else split))
+    target = open_target(str(root))
+    assert len(target.test) == 16 and len(target.evaluation) == 32
+    single = open_target(str(stripes_target))  # no val folder: the test split is all
+    assert single.held_out is None and single.evaluation is single.test

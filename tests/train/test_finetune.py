@@ -33,6 +33,23 @@ def test_finetune_learns_reports_topk_and_keeps_best_and_last(target6, tmp_path)
     assert last["fc.weight"].shape == (6, 512)
 
 
+def test_the_best_epoch_is_named_for_the_test_split_it_was_chosen_on(target6, tmp_path):
+    out = tmp_path / "ft"
+    result = finetune(str(target6), out, tiny_finetune(epochs=3, lr=0.01)).result
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    best = max(metrics, key=lambda m: m["top1"])
+    # the headline is the last epoch; the test-selected best is named as such
+    assert (result["top1"], result["top5"]) == (metrics[-1]["top1"], metrics[-1]["top5"])
+    assert result["best_test_top1"] == best["top1"] == result["best_top1"]
+    assert result["best_test_epoch"] == best["epoch"] and "best_epoch" not in result
+    assert "last epoch" in result["note"]
+    assert (out / "model_best_on_test.pt").is_file()
+    # the old name stays readable, the same file (a hard link) rather than a second copy
+    assert torch.equal(torch.load(out / "model_best.pt", weights_only=True)["fc.weight"],
+                       torch.load(out / "model_best_on_test.pt", weights_only=True)["fc.weight"])
+    assert not list(out.glob(".model_best*"))  # no temporary link left behind
+
+
 def test_moco_backbone_gets_the_moco_recipe(pool4, target6, tmp_path):
     pretrain(str(pool4), tmp_path / "moco", tiny_pretrain(mode="moco", epochs=1, batch_size=24))
     config = tiny_finetune(epochs=1, lr=None, init=str(tmp_path / "moco" / "backbone.pt"))

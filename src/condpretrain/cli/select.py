@@ -43,7 +43,7 @@ def run_select(args: argparse.Namespace) -> int:
     if args.scores:
         given = flag_values(args, SelectConfig)
         result = reselect(args.scores, args.out, given.get("fraction"), given.get("count"),
-                          given.get("seed"))
+                          given.get("seed"), given.get("keep_eval_duplicates"))
     else:
         if not args.source:
             raise CondPretrainError("--source: give at least one image pool (or --scores DIR)")

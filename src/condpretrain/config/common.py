@@ -37,3 +37,8 @@ def checkpoint_minutes() -> Any:
 
 def max_image_pixels() -> Any:
     return option(PILLOW_PIXEL_LIMIT, "skip larger images as decompression bombs", low=1)
+
+
+def deterministic() -> Any:
+    return option(False, "the same seed gives the same numbers on a GPU too: deterministic "
+                  "cuDNN/cuBLAS kernels and no cuDNN autotuning (slower)")

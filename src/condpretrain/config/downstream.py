@@ -15,13 +15,15 @@ _MIN_SIZES = (480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)
 
 @dataclass
 class DetectConfig(Config):
-    """Faster R-CNN R50-C4 on VOC (trainval -> test), MoCo/Detectron2's VOC setting."""
+    """Faster R-CNN R50-C4 on VOC (07+12 trainval -> 07 test), MoCo/Detectron2's VOC
+    setting."""
 
     arch: str = option("resnet50", "backbone architecture")
     init: str | None = option(None, "backbone state_dict (from `condpretrain pretrain` or "
                               "torchvision); random initialisation when unset", metavar="FILE")
-    iterations: int = option(24000, "training iterations (~23 epochs of trainval2007 at "
-                             "batch 16)", low=0, low_open=True)
+    iterations: int = option(24000, "training iterations (~23 epochs of VOC07+12 trainval, "
+                             "16,551 images, at batch 16; 77 of VOC07 trainval alone)", low=0,
+                             low_open=True)
     batch_size: int = option(16, "images per step over all processes", low=0, low_open=True)
     lr: float = option(0.02, "base learning rate", low=0, low_open=True)
     momentum: float = option(0.9, "SGD momentum", low=0, high=1)
@@ -47,12 +49,20 @@ class DetectConfig(Config):
                                  low_open=True)
     norm: str = option("bn", "bn: BN trained (SyncBN under torchrun; MoCo's setting); frozen: "
                        "FrozenBatchNorm (torchvision's and Detectron2's)", choices=("bn", "frozen"))
-    train_split: str = option("trainval", "ImageSets/Main split to train on")
-    test_split: str = option("test", "ImageSets/Main split to evaluate on")
+    res5_norm: bool = option(False, "one more BatchNorm on res5's output before the box "
+                             "head's pooling (SyncBN under torchrun; needs --norm bn): MoCo's "
+                             "Res5ROIHeadsExtraNorm, on in all of MoCo's R50-C4 VOC and COCO "
+                             "runs, supervised baselines included (Base-RCNN-C4-BN.yaml); "
+                             "turn it on to reproduce their numbers")
+    train_split: str = option("trainval", "ImageSets/Main split to train on, in every --voc "
+                              "folder")
+    test_split: str = option("test", "ImageSets/Main split to evaluate on, of the first --voc "
+                             "folder")
     eval_batch_size: int = option(8, "images per batch at test time", low=0, low_open=True)
     workers: int = common.workers()
     device: str = common.device()
     amp: bool = common.amp()
+    deterministic: bool = common.deterministic()
     seed: int = common.seed()
     checkpoint_minutes: float = common.checkpoint_minutes()
     log_every: int = option(20, "iterations between metrics.jsonl lines", low=0,
@@ -85,6 +95,9 @@ class DetectConfig(Config):
             raise CondPretrainError("--min-size-train needs positive sizes")
         if list(self.lr_steps) != sorted(self.lr_steps):
             raise CondPretrainError(f"--lr-steps must be increasing, got {list(self.lr_steps)}")
+        if self.res5_norm and self.norm != "bn":
+            raise CondPretrainError("--res5-norm needs --norm bn (a frozen extra norm would "
+                                    "do nothing)")
 
 
 @dataclass
@@ -119,6 +132,7 @@ class SegmentConfig(Config):
     workers: int = common.workers()
     device: str = common.device()
     amp: bool = common.amp()
+    deterministic: bool = common.deterministic()
     seed: int = common.seed()
     checkpoint_minutes: float = common.checkpoint_minutes()
 

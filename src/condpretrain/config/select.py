@@ -32,6 +32,7 @@ class SelectConfig(Config):
     workers: int = common.workers()
     device: str = common.device()
     amp: bool = common.amp(neutral=True)
+    deterministic: bool = common.deterministic()
     max_image_pixels: int = common.max_image_pixels()
     cache_dir: str | None = option(None, "where the scorer models are cached (OUT/cache when "
                                    "unset)", grid=True, metavar="DIR")
@@ -50,6 +51,11 @@ class SelectConfig(Config):
                                        metavar="CKPT")
     clusters: int = option(200, "k-means K", low=0, low_open=True)
     kmeans_iters: int = option(25, "k-means iterations", low=0, low_open=True)
+    # Neutral: scores do not depend on it, only which images may be chosen from them.
+    keep_eval_duplicates: bool = option(False, "let pool images that are copies (exact, "
+                                        "resized, re-encoded or mirrored) of the target's "
+                                        "test/val images be selected; they are found and "
+                                        "listed either way", neutral=True)
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},

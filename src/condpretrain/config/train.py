@@ -37,6 +37,10 @@ class PretrainConfig(Config):
     moco_momentum: float = option(0.999, "MoCo: key encoder momentum", low=0, high=1)
     moco_temperature: float = option(0.2, "MoCo: softmax temperature", low=0, low_open=True)
     moco_mlp: bool = option(True, "MoCo-v2's MLP head (--no-moco-mlp: MoCo-v1's linear head)")
+    moco_bn_splits: int = option(8, "MoCo on one process: batch-norm statistics per sub-batch "
+                                 "with the keys shuffled across them, the single-GPU stand-in "
+                                 "for shuffle-BN (lowered to divide --batch-size; 1: off; "
+                                 "unused under DDP)", low=1)
     cache: bool = option(True, "pre-resize the images once instead of decoding every epoch",
                          neutral=True)
     cache_dir: str | None = option(None, "where the pre-resized cache goes (RUN/cache when "
@@ -46,6 +50,7 @@ class PretrainConfig(Config):
     workers: int = common.workers()
     device: str = common.device()
     amp: bool = common.amp()
+    deterministic: bool = common.deterministic()
     seed: int = common.seed(grid=True)
     checkpoint_minutes: float = common.checkpoint_minutes()
     max_image_pixels: int = common.max_image_pixels()
@@ -94,6 +99,7 @@ class FinetuneConfig(Config):
     workers: int = common.workers()
     device: str = common.device()
     amp: bool = common.amp()
+    deterministic: bool = common.deterministic()
     seed: int = common.seed(grid=True)
     checkpoint_minutes: float = common.checkpoint_minutes()
     max_image_pixels: int = common.max_image_pixels()

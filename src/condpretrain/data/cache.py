@@ -1,23 +1,35 @@
-"""Pre-resized low-resolution copies of a set of images, for training.
+"""Pre-resized copies of the whole of every training image, stored once as JPEG records.
 
 Decoding full-size JPEGs every epoch can cost more than a low-resolution forward pass
-saves, so a run pre-resizes its images once: the short side is resized (bilinear, with
-antialiasing) to ``stored_size(resolution)``, the centre square kept, and all images
-written to one uint8 ``N x 3 x S x S`` ``.npy`` file that training memory-maps. A
-second boolean array marks the images that could not be decoded.
+saves, so a run stores its images once, at ``stored_size(resolution)`` (256 for 224):
 
-:func:`preresize` is also what the uncached path applies on every read, so training
-from the cache and training without it see the same pixels.
+* the **whole image** is kept, so random-resized crops reach its edges as the reference
+  recipes' crops do: the short side is resized (bilinear, antialiased) to the stored
+  size, the long side in proportion; an image longer than ``MAX_ASPECT`` : 1 is first
+  cut to that ratio around its centre (a 1,000,000 x 1 file would otherwise become a
+  224 x 224,000,000 tensor);
+* each image is one **JPEG record** (quality 90, no chroma subsampling), as FFCV stores
+  ImageNet: the raw pixels of whole images at 256 px would take ~335 GB for ImageNet,
+  the records ~47 GB (the README has the arithmetic and the measured decode cost);
+* the records lie end to end in one flat uint8 ``images-*.npy`` that training
+  memory-maps, and ``index-*.npy`` (N x 6 int64) holds each record's offset and length,
+  the stored height and width, and the image's true (decoded) height and width. A
+  length of 0 marks an image that could not be decoded.
 
-The cache's name carries a hash of the paths and the size, so a changed subset never
-reads a stale cache. At ImageNet scale the cache is large (1.28 M images at 256 px is
-~250 GB); pass ``--no-cache`` there, or point ``cache_dir`` at a big disk.
+:class:`DecodedImages` (the ``--no-cache`` path) does the same on every read, the JPEG
+round trip included, so training from the cache and training without it see the same
+pixels. The cache's name carries a hash of the paths, the size and the record format,
+so a changed subset never reads a stale cache.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import socket
+import struct
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,29 +39,80 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from condpretrain import atomic
 from condpretrain.data.images import load_rgb
 from condpretrain.errors import UnreadableImageError
 from condpretrain.log import get_logger, progress_bar
 
 log = get_logger(__name__)
 
+MAX_ASPECT = 4.0  # long side : short side kept; longer images lose both ends of the long side
+JPEG_QUALITY = 90
+FORMAT = f"jpeg-q{JPEG_QUALITY}-444-aspect{MAX_ASPECT:g}"  # in the cache key: a new format, a new cache
+UNREADABLE = "unreadable image (skipped when cached)"
+
+# Columns of the index table.
+OFFSET, LENGTH, HEIGHT, WIDTH, ORIGINAL_HEIGHT, ORIGINAL_WIDTH = range(6)
+
 
 def stored_size(resolution: int) -> int:
-    """Side of the stored square: 256/224 of the training resolution (256 for 224, 128
-    for 112), the usual margin that random-resized crops and the centre crop take from."""
+    """Stored short side: 256/224 of the training resolution (256 for 224, 128 for 112),
+    the usual margin of the evaluation's resize-then-centre-crop."""
     return int(round(resolution * 256 / 224))
 
 
-def preresize(image: Image.Image, size: int) -> torch.Tensor:
-    """uint8 ``3 x size x size``: bilinear short-side resize, then the centre square."""
-    tensor = v2.functional.pil_to_tensor(image)
-    tensor = v2.functional.resize(tensor, [size], interpolation=v2.InterpolationMode.BILINEAR,
-                                  antialias=True)
-    return v2.functional.center_crop(tensor, [size, size])
+def bound_aspect(image: Image.Image, max_aspect: float = MAX_ASPECT) -> Image.Image:
+    """``image``, its long side cut around the centre to at most ``max_aspect`` x the short."""
+    width, height = image.size
+    if width > max_aspect * height:
+        keep = int(round(max_aspect * height))
+        left = (width - keep) // 2
+        return image.crop((left, 0, left + keep, height))
+    if height > max_aspect * width:
+        keep = int(round(max_aspect * width))
+        top = (height - keep) // 2
+        return image.crop((0, top, width, top + keep))
+    return image
+
+
+def stored_pixels(image: Image.Image, size: int) -> torch.Tensor:
+    """uint8 ``3 x H x W``: the aspect-bounded whole image, short side ``size``."""
+    image = bound_aspect(image)
+    width, height = image.size
+    scale = size / min(width, height)
+    shape = [size, max(size, int(round(width * scale)))] if height <= width else \
+        [max(size, int(round(height * scale))), size]
+    return v2.functional.resize(v2.functional.pil_to_tensor(image), shape,
+                                interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+
+
+def encode_record(pixels: torch.Tensor) -> bytes:
+    """One cache record: ``pixels`` (uint8 ``3 x H x W``) as a JPEG."""
+    buffer = io.BytesIO()
+    # 4:4:4 (no chroma subsampling): at 128 px, 4:2:0 would halve the colour detail again.
+    Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(buffer, "JPEG", quality=JPEG_QUALITY,
+                                                          subsampling=0)
+    return buffer.getvalue()
+
+
+def decode_record(record: np.ndarray | bytes) -> torch.Tensor:
+    """uint8 ``3 x H x W`` from one record."""
+    with Image.open(io.BytesIO(record)) as image:
+        return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+
+
+def prepare(path: str, size: int, max_pixels: int) -> tuple[bytes, tuple[int, ...]]:
+    """The record of the image at ``path`` and its shape: stored (height, width), then
+    true (height, width). Raises :class:`UnreadableImageError`."""
+    image = load_rgb(path, max_pixels)
+    pixels = stored_pixels(image, size)
+    return encode_record(pixels), (*pixels.shape[1:], image.height, image.width)
 
 
 class DecodedImages:
-    """Images decoded and pre-resized on every read (the ``--no-cache`` path)."""
+    """Images decoded and stored-then-read again on every read (the ``--no-cache`` path)."""
+
+    build_seconds = 0.0  # nothing built: decoding is paid inside the training time
 
     def __init__(self, paths: Sequence[str], size: int, max_pixels: int) -> None:
         self.paths, self.size, self.max_pixels = paths, size, max_pixels
@@ -59,45 +122,53 @@ class DecodedImages:
 
     def get(self, index: int) -> tuple[torch.Tensor, str]:
         try:
-            return preresize(load_rgb(self.paths[index], self.max_pixels), self.size), ""
+            record, _ = prepare(self.paths[index], self.size, self.max_pixels)
         except UnreadableImageError as exc:
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), str(exc)
+        return decode_record(record), ""
 
 
 class CachedImages:
-    """The memory-mapped cache; opened lazily so DataLoader workers each map it."""
+    """The memory-mapped records; the blob is mapped lazily so DataLoader workers each
+    map it. ``build_seconds``: how long this process spent building it (0 when reused)."""
 
-    def __init__(self, images_file: Path, valid_file: Path) -> None:
-        self.images_file, self.valid_file = images_file, valid_file
-        self.valid = np.load(valid_file)
-        self._images: np.ndarray | None = None
+    def __init__(self, images_file: Path, index_file: Path, size: int,
+                 build_seconds: float = 0.0) -> None:
+        self.images_file, self.index_file, self.size = images_file, index_file, size
+        self.table = np.load(index_file)
+        self.valid = self.table[:, LENGTH] > 0
+        self.build_seconds = build_seconds
+        self._blob: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self.valid)
+        return len(self.table)
 
-    @property
-    def size(self) -> int:
-        return int(self._array().shape[-1])
-
-    def _array(self) -> np.ndarray:
-        if self._images is None:
-            self._images = np.load(self.images_file, mmap_mode="r")
-        return self._images
+    def _records(self) -> np.ndarray:
+        if self._blob is None:
+            self._blob = np.load(self.images_file, mmap_mode="r")
+        return self._blob
 
     def get(self, index: int) -> tuple[torch.Tensor, str]:
-        image = torch.from_numpy(np.array(self._array()[index]))
-        return image, "" if self.valid[index] else "unreadable image (skipped when cached)"
+        if not self.valid[index]:
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), UNREADABLE
+        start, length = int(self.table[index, OFFSET]), int(self.table[index, LENGTH])
+        return decode_record(self._records()[start:start + length]), ""
+
+    def original_size(self, index: int) -> tuple[int, int]:
+        """The true (height, width) of image ``index`` as decoded (0, 0 when unreadable)."""
+        row = self.table[index]
+        return int(row[ORIGINAL_HEIGHT]), int(row[ORIGINAL_WIDTH])
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_images": None}  # workers re-map instead of pickling
+        return {**self.__dict__, "_blob": None}  # workers re-map instead of pickling
 
 
 def cache_files(folder: Path, paths: Sequence[str], size: int) -> tuple[Path, Path]:
-    digest = hashlib.sha1(f"{size}\n".encode())
+    digest = hashlib.sha1(f"{FORMAT}\n{size}\n".encode())
     for path in paths:
         digest.update(os.fsdecode(path).encode() + b"\n")
     key = digest.hexdigest()[:16]
-    return folder / f"images-{size}px-{key}.npy", folder / f"valid-{size}px-{key}.npy"
+    return folder / f"images-{size}px-{key}.npy", folder / f"index-{size}px-{key}.npy"
 
 
 def build_cache(
@@ -110,48 +181,112 @@ def build_cache(
 ) -> CachedImages:
     """The cache of ``paths`` at ``size``, built once (by the process with ``write``)."""
     folder = Path(folder)
-    images_file, valid_file = cache_files(folder, paths, size)
-    if images_file.is_file() and valid_file.is_file():
+    images_file, index_file = cache_files(folder, paths, size)
+    if images_file.is_file() and index_file.is_file():
         log.info("using the image cache %s", images_file)
-        return CachedImages(images_file, valid_file)
+        return CachedImages(images_file, index_file, size)
     if not write:
         raise FileNotFoundError(images_file)  # another rank builds it; caller waits
+    started = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = images_file.with_name(f".{images_file.name}.{os.getpid()}.tmp")
-    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                      shape=(len(paths), 3, size, size))
-    valid = np.zeros(len(paths), dtype=bool)
-    loader = DataLoader(_Decode(DecodedImages(paths, size, max_pixels)), batch_size=64,
-                        num_workers=workers, collate_fn=_collate)
-    done = 0
-    with progress_bar(len(paths), desc=f"caching {size}px", unit="img") as bar:
-        for images, errors in loader:
-            array[done:done + len(images)] = images.numpy()
-            valid[done:done + len(images)] = [not e for e in errors]
-            done += len(images)
-            bar.update(len(images))
-    array.flush()
-    del array
-    os.replace(tmp, images_file)
-    from condpretrain.atomic import save_npy
-
-    save_npy(valid_file, valid)
-    bad = int((~valid).sum())
-    log.info("cached %d images at %dpx in %s (%d unreadable, skipped)", len(paths), size,
-             images_file, bad)
-    return CachedImages(images_file, valid_file)
+    remove_stale_temps(folder)
+    tmp = images_file.with_name(f".{images_file.name}.{os.getpid()}@{socket.gethostname()}.tmp")
+    try:
+        table = _write_records(tmp, paths, size, workers, max_pixels)
+        atomic.save_npy(index_file, table)  # first: the blob appearing is what marks the cache done
+        os.replace(tmp, images_file)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    total, bad = int(table[:, LENGTH].sum()), int((table[:, LENGTH] == 0).sum())
+    log.info("cached %d images at %dpx in %s (%.1f MB, %d unreadable, skipped)", len(paths),
+             size, images_file, total / 1e6, bad)
+    return CachedImages(images_file, index_file, size, time.monotonic() - started)
 
 
-class _Decode(Dataset):
-    def __init__(self, source: DecodedImages) -> None:
-        self.source = source
+def _write_records(tmp: Path, paths: Sequence[str], size: int, workers: int,
+                   max_pixels: int) -> np.ndarray:
+    """Write the records end to end into the ``.npy`` ``tmp``; return the index table."""
+    table = np.zeros((len(paths), 6), dtype=np.int64)
+    loader = DataLoader(_Prepare(paths, size, max_pixels), batch_size=64, num_workers=workers,
+                        collate_fn=_as_list)
+    done = offset = 0
+    with open(tmp, "wb") as out, progress_bar(len(paths), desc=f"caching {size}px",
+                                              unit="img") as bar:
+        out.write(_blob_header(0))  # rewritten once the length is known
+        for batch in loader:
+            for record, shape in batch:
+                if record:
+                    table[done] = (offset, len(record), *shape)
+                    out.write(record)
+                    offset += len(record)
+                done += 1
+            bar.update(len(batch))
+        out.seek(0)
+        out.write(_blob_header(offset))
+        out.flush()
+        os.fsync(out.fileno())
+    return table
+
+
+_HEADER_BYTES = 128  # a multiple of 64, as numpy aligns its own headers
+
+
+def _blob_header(length: int) -> bytes:
+    """A version 1.0 ``.npy`` header for ``length`` uint8 values, always 128 bytes long, so
+    the records can be streamed after it before their total length is known."""
+    text = f"{{'descr': '|u1', 'fortran_order': False, 'shape': ({length},), }}"
+    text = text.ljust(_HEADER_BYTES - 10 - 1) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
+
+
+def remove_stale_temps(folder: Path, max_age_s: float = 86_400.0) -> list[Path]:
+    """Delete the temp files of builds that were killed: this host's, whose process is
+    gone, and any other host's left untouched for ``max_age_s`` (a live build writes to
+    its file all the time). Returns what was deleted."""
+    removed = []
+    host = socket.gethostname()
+    for tmp in folder.glob(".images-*.npy.*.tmp"):
+        owner = tmp.name[:-len(".tmp")].split(".npy.", 1)[-1]
+        pid, _, where = owner.partition("@")  # older builds wrote "PID" alone
+        try:
+            idle = time.time() - tmp.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        mine = where in ("", host)
+        if (mine and pid.isdigit() and not _alive(int(pid))) or idle > max_age_s:
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    if removed:
+        log.info("removed %d temp file(s) of killed cache builds in %s", len(removed), folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OverflowError:
+        return False  # no process has such a number
+    except PermissionError:
+        return True  # another user's process: leave its file alone
+    return True
+
+
+class _Prepare(Dataset):
+    def __init__(self, paths: Sequence[str], size: int, max_pixels: int) -> None:
+        self.paths, self.size, self.max_pixels = paths, size, max_pixels
 
     def __len__(self) -> int:
-        return len(self.source)
+        return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
-        return self.source.get(index)
+    def __getitem__(self, index: int) -> tuple[bytes, tuple[int, ...]]:
+        try:
+            return prepare(self.paths[index], self.size, self.max_pixels)
+        except UnreadableImageError:
+            return b"", ()
 
 
-def _collate(items: list[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, list[str]]:
-    return torch.stack([image for image, _ in items]), [error for _, error in items]
+def _as_list(items: list) -> list:
+    return items

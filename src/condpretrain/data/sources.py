@@ -9,7 +9,9 @@ Accepted layouts (the spec's ``PATH`` may be prefixed with ``NAME=`` to name a p
 
 * ``ROOT/<class>/<image>``           - torchvision ImageFolder (a labelled pool)
 * ``ROOT/{train,test|val}/<class>/<image>`` - a labelled target with its splits
-* ``ROOT/<image>``                   - a flat, unlabelled folder (e.g. VOC's JPEGImages)
+* ``ROOT/<image>``                   - a flat, unlabelled folder
+* ``VOC2007/{JPEGImages,ImageSets}`` - a Pascal VOC target (or its JPEGImages folder): its
+  split lists, never the whole folder, which also holds the test / val images
 * ``manifest.csv`` with header ``path,label[,split]``, paths relative to the CSV's folder
 * ``pool-{000000..000127}.tar``      - WebDataset shards (``KEY.jpg`` + ``KEY.cls``), read in place
 """
@@ -30,8 +32,17 @@ from condpretrain.data.images import is_image_file
 from condpretrain.data.index_cache import FolderListing, cached_listing
 from condpretrain.data.shards import index_shards, is_shard_spec
 from condpretrain.errors import CondPretrainError
+from condpretrain.log import get_logger
+
+log = get_logger(__name__)
 
 TEST_SPLIT_NAMES = ("test", "val")
+# A VOC target trains on the first train list found (Main/trainval is the detection
+# training set, and in VOC2012 holds every Segmentation/train image too) less any image
+# that an evaluation list names; every evaluation list the downstream commands score on
+# (detect: Main/test, segment: Segmentation/val) makes its test split.
+VOC_TRAIN_LISTS = ("Main/trainval", "Segmentation/train", "Main/train")
+VOC_EVAL_LISTS = ("Main/test", "Segmentation/val", "Segmentation/test")
 
 
 @dataclass
@@ -80,10 +91,17 @@ class Target:
     name: str
     train: ImageIndex
     test: ImageIndex | None = None
+    # Every image of an evaluation split (test and val both, when a target has both);
+    # the test split when unset. Pool copies of these are kept out of selection.
+    held_out: ImageIndex | None = None
 
     @property
     def labelled(self) -> bool:
         return self.train.labelled
+
+    @property
+    def evaluation(self) -> ImageIndex | None:
+        return self.held_out if self.held_out is not None else self.test
 
 
 def parse_spec(spec: str) -> tuple[str, Path]:
@@ -119,16 +137,70 @@ def open_target(spec: str, option: str = "--target") -> Target:
     """A target dataset: its train split, and its test (or val) split when it has one."""
     name, path = parse_spec(spec)
     _require_exists(path, option)
+    voc = voc_root(path)
+    if voc is not None:
+        # VOC2007/JPEGImages is named after VOC2007, as VOC2007 itself is.
+        return _read_voc_target(voc, voc.name if name == path.name else name, option)
     if path.is_dir() and (path / "train").is_dir():
         train = _read_folder(path / "train", name, option)
-        test_dir = next((path / s for s in TEST_SPLIT_NAMES if (path / s).is_dir()), None)
-        test = _read_folder(test_dir, name, option) if test_dir else None
-        return Target(name, train, test)
+        held = [_read_folder(path / s, name, option) for s in TEST_SPLIT_NAMES
+                if (path / s).is_dir()]
+        test = held[0] if held else None
+        return Target(name, train, test, ImageIndex.concat(held) if len(held) > 1 else None)
     if path.is_file():
         train = _read_source(path, name, option, splits=("train", ""))
         test = _read_source(path, name, option, splits=TEST_SPLIT_NAMES, allow_empty=True)
         return Target(name, train, test if len(test) else None)
     return Target(name, _read_folder(path, name, option))
+
+
+def voc_root(path: Path) -> Path | None:
+    """The VOC folder of ``path`` (it, or the folder above its JPEGImages), else None."""
+    for root in (path, path.parent if path.name == "JPEGImages" else None):
+        if root is not None and (root / "JPEGImages").is_dir() and (root / "ImageSets").is_dir():
+            return root
+    return None
+
+
+def _read_voc_target(root: Path, name: str, option: str) -> Target:
+    """A VOC target from its split lists: the train list less every evaluation image."""
+    files = {os.path.splitext(e.name)[0]: e.name for e in os.scandir(root / "JPEGImages")
+             if e.is_file() and is_image_file(e.name)}
+    held_ids: list[str] = []
+    for listed in VOC_EVAL_LISTS:
+        held_ids += _voc_list(root, listed) or []
+    held_ids = list(dict.fromkeys(held_ids))
+    lists = {t: _voc_list(root, t) for t in VOC_TRAIN_LISTS}
+    train_list = next((t for t, ids in lists.items() if ids is not None), None)
+    if train_list is None:
+        raise CondPretrainError(f"{option}: {root / 'ImageSets'} has none of the split lists "
+                                f"{', '.join(t + '.txt' for t in VOC_TRAIN_LISTS)}")
+    held = set(held_ids)
+    train_ids = [i for i in lists[train_list] or [] if i not in held]
+    log.info("VOC target %s: train = ImageSets/%s.txt less the evaluation lists (%d images), "
+             "test = the evaluation lists (%d images)", root, train_list, len(train_ids),
+             len(held_ids))
+    train = _voc_index(root, train_list, train_ids, files, name)
+    test = _voc_index(root, "evaluation lists", held_ids, files, name) if held_ids else None
+    return Target(name, train, test)
+
+
+def _voc_list(root: Path, listed: str) -> list[str] | None:
+    """Image ids of ``ImageSets/<listed>.txt`` (first column), None when absent."""
+    path = root / "ImageSets" / f"{listed}.txt"
+    if not path.is_file():
+        return None
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+
+
+def _voc_index(root: Path, listed: str, ids: list[str], files: dict[str, str],
+               name: str) -> ImageIndex:
+    missing = [i for i in ids if i not in files]
+    if missing:
+        raise CondPretrainError(f"{root / 'ImageSets'}: {listed} names {len(missing)} images "
+                                f"not in JPEGImages (first: {missing[0]})")
+    paths = [os.path.join(root, "JPEGImages", files[i]) for i in ids]
+    return ImageIndex(paths, [""] * len(paths), [name] * len(paths))
 
 
 def write_index_csv(path: str | Path, index: ImageIndex, **columns: np.ndarray) -> None:

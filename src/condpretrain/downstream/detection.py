@@ -6,14 +6,17 @@ res5 (``layer4``, whose first block halves 14 to 7) then global average pooling 
 the per-RoI box head. This reuses every pre-trained layer, which is why MoCo measures
 pre-training with it.
 
-``detect(voc, out, config)`` trains on ``trainval`` and evaluates on ``test`` (the
-registered task ``detect``, see :mod:`condpretrain.downstream.task`); see
-:mod:`condpretrain.downstream.metrics` for the AP figures.
+``detect(voc, out, config)`` trains on the union of the ``trainval`` splits of one or
+more VOC folders (MoCo's setting: VOC2007 + VOC2012) and evaluates on the first folder's
+``test`` split (VOC2007 test) (the registered task ``detect``, see
+:mod:`condpretrain.downstream.task`); see :mod:`condpretrain.downstream.metrics` for the
+AP figures. Box arithmetic stays in fp32 under autocast and the box losses are
+Detectron2's L1 (:mod:`condpretrain.downstream.boxes`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,18 +24,22 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
-from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
-from torchvision.models.detection.roi_heads import RoIHeads
-from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.models.resnet import ResNet
-from torchvision.ops import FrozenBatchNorm2d, roi_align
+from torchvision.ops import FrozenBatchNorm2d
 
 from condpretrain.config import DetectConfig
 from condpretrain.device import autocast
 from condpretrain.dist import DistContext, gather, unwrap
+from condpretrain.downstream.boxes import (
+    C4RoIAlign,
+    Fp32AnchorGenerator,
+    Fp32RegionProposalNetwork,
+    Fp32RoIHeads,
+)
 from condpretrain.downstream.metrics import (
     Detections,
     GroundTruth,
@@ -57,9 +64,6 @@ from condpretrain.train.metrics import StepOutput
 
 log = get_logger(__name__)
 
-C4_STRIDE = 16
-POOLER_RESOLUTION = 14
-
 
 def stage_channels(stage: nn.Sequential) -> int:
     """Output channels of a ResNet stage, BasicBlock or Bottleneck."""
@@ -78,27 +82,18 @@ class C4Backbone(nn.Sequential):
 
 
 class Res5BoxHead(nn.Module):
-    """res5 on each 14x14 RoI, then global average pooling: (R, C, 14, 14) -> (R, C5)."""
+    """res5 on each 14x14 RoI, then global average pooling: (R, C, 14, 14) -> (R, C5).
+    ``extra_norm``: MoCo's ``Res5ROIHeadsExtraNorm``, one more BatchNorm on res5's output
+    before the pooling (SyncBN under torchrun, as the backbone's)."""
 
-    def __init__(self, resnet: ResNet) -> None:
+    def __init__(self, resnet: ResNet, extra_norm: bool = False) -> None:
         super().__init__()
         self.res5 = resnet.layer4
         self.out_channels = stage_channels(resnet.layer4)
+        self.norm = nn.BatchNorm2d(self.out_channels) if extra_norm else nn.Identity()
 
     def forward(self, rois: torch.Tensor) -> torch.Tensor:
-        return self.res5(rois).mean(dim=(2, 3))
-
-
-class C4RoIAlign(nn.Module):
-    """RoIAlign 14x14 on the single C4 map with half-pixel alignment (Detectron2's
-    ROIAlignV2); torchvision's MultiScaleRoIAlign assumes an FPN and is not aligned."""
-
-    def forward(self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor],
-                image_shapes: list[tuple[int, int]]) -> torch.Tensor:
-        feature = features["0"]
-        boxes = [p.to(feature.dtype) for p in proposals]
-        return roi_align(feature, boxes, output_size=POOLER_RESOLUTION,
-                         spatial_scale=1.0 / C4_STRIDE, sampling_ratio=0, aligned=True)
+        return self.norm(self.res5(rois)).mean(dim=(2, 3))
 
 
 def freeze_batchnorm(module: nn.Module) -> nn.Module:
@@ -124,25 +119,40 @@ def build_detector(config: DetectConfig, num_classes: int = len(VOC_CLASSES)) ->
     if config.norm == "frozen":
         freeze_batchnorm(resnet)
     backbone = C4Backbone(resnet)
-    anchors = AnchorGenerator(sizes=(tuple(config.anchor_sizes),),
-                              aspect_ratios=((0.5, 1.0, 2.0),))
+    # Every box in fp32 whatever the autocast dtype (see condpretrain.downstream.boxes).
+    anchors = Fp32AnchorGenerator(sizes=(tuple(config.anchor_sizes),),
+                                  aspect_ratios=((0.5, 1.0, 2.0),))
     # Pre-NMS counts are Detectron2's C4 defaults (one level, so no per-level split).
-    rpn = RegionProposalNetwork(
+    rpn = Fp32RegionProposalNetwork(
         anchors, RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0]),
         fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=256, positive_fraction=0.5,
         pre_nms_top_n={"training": 12000, "testing": 6000},
         post_nms_top_n={"training": config.proposals_train, "testing": config.proposals_test},
         nms_thresh=0.7)
-    head = Res5BoxHead(resnet)
-    roi_heads = RoIHeads(
-        C4RoIAlign(), head, FastRCNNPredictor(head.out_channels, num_classes + 1),
-        fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=config.rois_per_image, positive_fraction=0.25,
-        bbox_reg_weights=None, score_thresh=0.05, nms_thresh=0.5, detections_per_img=100)
+    head = Res5BoxHead(resnet, extra_norm=config.res5_norm)
+    roi_heads = Fp32RoIHeads(
+        C4RoIAlign(), head, detectron2_predictor(head.out_channels, num_classes + 1),
+        fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=config.rois_per_image,
+        positive_fraction=0.25, bbox_reg_weights=None, score_thresh=0.05, nms_thresh=0.5,
+        detections_per_img=100)
     transform = GeneralizedRCNNTransform(
         min_size=tuple(config.min_size_train), max_size=config.max_size,
         image_mean=IMAGENET_MEAN.flatten().tolist(), image_std=IMAGENET_STD.flatten().tolist())
     model = GeneralizedRCNN(backbone, rpn, roi_heads, transform)
     return model
+
+
+def detectron2_predictor(in_channels: int, classes: int) -> FastRCNNPredictor:
+    """Class scores and per-class deltas, initialised as Detectron2's FastRCNNOutputLayers:
+    N(0, 0.01) and N(0, 0.001), zero bias. torchvision keeps nn.Linear's default (std
+    0.013 at 2,048 inputs), so its first deltas are 13x larger and the box loss starts
+    from random boxes."""
+    predictor = FastRCNNPredictor(in_channels, classes)
+    nn.init.normal_(predictor.cls_score.weight, std=0.01)
+    nn.init.normal_(predictor.bbox_pred.weight, std=0.001)
+    nn.init.zeros_(predictor.cls_score.bias)
+    nn.init.zeros_(predictor.bbox_pred.bias)
+    return predictor
 
 
 def _set_min_size(model: GeneralizedRCNN, sizes: tuple[int, ...]) -> None:
@@ -225,17 +235,31 @@ class Detection(DownstreamTask[VocImage]):
     metrics = ("AP50", "AP", "AP75")
     model_name = "the detector"
     config_class = DetectConfig
-    summary = "Faster R-CNN R50-C4 on VOC: train on trainval, AP50/AP/AP75 on test"
-    description = ("Train Faster R-CNN with a C4 backbone from --init on a VOC folder "
-                   "(trainval) and evaluate on test: AP50 (VOC07 11-point), AP, AP75.")
+    cudnn_benchmark = False  # every batch has other image sizes: autotuning never pays off
+    summary = ("Faster R-CNN R50-C4 on VOC: train on VOC07+12 trainval, AP50/AP/AP75 on "
+               "VOC07 test")
+    description = ("Train Faster R-CNN with a C4 backbone from --init on the trainval splits "
+                   "of every --voc folder (MoCo's setting: --voc VOCdevkit/VOC2007 --voc "
+                   "VOCdevkit/VOC2012) and evaluate on the first folder's test split: AP50 "
+                   "(VOC07 11-point), AP, AP75.")
+    voc_folders = None  # --voc repeated: train on all, test on the first
     collate = staticmethod(detection_collate)
 
-    def __init__(self, voc: str | Path, config: DetectConfig) -> None:
+    def __init__(self, voc: str | Path | Sequence[str | Path], config: DetectConfig) -> None:
         super().__init__(voc, config)
         self.sync_bn = config.norm == "bn"
 
     def load(self, split: str) -> list[VocImage]:
         return load_detection_split(self.voc, split)
+
+    def train_items(self) -> list[VocImage]:
+        """``train_split`` of every folder (VOC2007 and VOC2012 ids never clash; items
+        carry their own paths anyway)."""
+        return [item for folder in self.vocs
+                for item in load_detection_split(folder, self.config.train_split)]
+
+    def test_items(self) -> list[VocImage]:
+        return load_detection_split(self.vocs[0], self.config.test_split)
 
     def build(self) -> nn.Module:
         return build_detector(self.config)
@@ -248,8 +272,16 @@ class Detection(DownstreamTask[VocImage]):
 
     def schedule(self, train_images: int) -> Schedule:
         config = self.config
-        return Schedule.by_iterations(config.iterations, config.log_every,
-                                      max(train_images / config.batch_size, 1e-9))
+        schedule = Schedule.by_iterations(config.iterations, config.log_every,
+                                          max(train_images / config.batch_size, 1e-9))
+        log.info("%d iterations x %d images = %.1f epochs of %d training images (%s)",
+                 config.iterations, config.batch_size, _epochs(schedule), train_images,
+                 " + ".join(str(v) for v in self.vocs))
+        return schedule
+
+    def result_fields(self, schedule: Schedule) -> dict[str, Any]:
+        return {"iterations": schedule.iterations, "epochs": round(_epochs(schedule), 2),
+                "train_folders": [str(v) for v in self.vocs], "test_folder": str(self.vocs[0])}
 
     def lr_factor(self, iterations: int) -> Callable[[int], float]:
         config = self.config
@@ -270,6 +302,10 @@ class Detection(DownstreamTask[VocImage]):
                 "detections": int(sum(len(d.scores) for d in detections))}
 
 
+def _epochs(schedule: Schedule) -> float:
+    return (schedule.iterations or 0) / schedule.iterations_per_epoch
+
+
 def warmup_multistep(steps: Iterable[int], gamma: float, warmup: int,
                      warmup_factor: float) -> Callable[[int], float]:
     """Detectron2's WarmupMultiStepLR as an lr factor: x``gamma`` at each of ``steps``,
@@ -286,12 +322,13 @@ def warmup_multistep(steps: Iterable[int], gamma: float, warmup: int,
     return factor
 
 
-def detect(voc: str | Path, out: str | Path, config: DetectConfig | None = None,
-           resume: bool = False) -> dict[str, Any]:
-    """Train Faster R-CNN C4 on ``voc``'s train split, evaluate on its test split; the
-    result, on every process (the run folder ``out``: see ``DownstreamTask.run``)."""
+def detect(voc: str | Path | Sequence[str | Path], out: str | Path,
+           config: DetectConfig | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train Faster R-CNN C4 on the train split of ``voc`` (one folder or several, e.g.
+    ``["VOCdevkit/VOC2007", "VOCdevkit/VOC2012"]``), evaluate on the first one's test
+    split; the result, on every process (the run folder ``out``: see ``DownstreamTask.run``)."""
     return Detection(voc, config or DetectConfig()).run(out, resume)
 
 
 __all__ = ["Detection", "build_detector", "detect", "predict", "evaluate", "warmup_multistep",
-           "C4Backbone", "Res5BoxHead", "C4RoIAlign", "freeze_batchnorm"]
+           "C4Backbone", "Res5BoxHead", "C4RoIAlign", "freeze_batchnorm", "detectron2_predictor"]

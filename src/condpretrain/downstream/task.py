@@ -11,7 +11,7 @@ checkpoint.pt, result.json), seeding, the resumable sampler, AMP, checkpoints an
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -47,16 +47,30 @@ class DownstreamTask(Generic[Item]):
     config_class: ClassVar[type]  # the options of its command (flags generated from it)
     summary: ClassVar[str] = ""  # the command's one-line help
     description: ClassVar[str] = ""
+    # cuDNN autotuning pays when input shapes repeat (not with detection's image sizes).
+    cudnn_benchmark: ClassVar[bool] = True
     voc_example: ClassVar[str] = "VOCdevkit/VOC2007"  # shown in --voc's help
+    # How many VOC folders it takes: 1, or None for one or more (--voc repeated).
+    voc_folders: ClassVar[int | None] = 1
     sync_bn: bool = True  # pool BN statistics over the processes (few images per GPU)
     collate: Callable[[list], Any] | None = None
 
-    def __init__(self, voc: str | Path, config: Any) -> None:
-        self.voc, self.config = voc, config
+    def __init__(self, voc: str | Path | Sequence[str | Path], config: Any) -> None:
+        self.vocs = voc_list(voc, self.voc_folders, self.name)
+        self.voc = self.vocs[0]  # the folder of a one-folder task; the test folder
+        self.config = config
 
     # -- what each task defines -----------------------------------------------------------
     def load(self, split: str) -> list[Item]:
         raise NotImplementedError
+
+    def train_items(self) -> list[Item]:
+        """The training images (``train_split`` of ``voc``; a task taking several folders
+        says how it combines them)."""
+        return self.load(self.config.train_split)
+
+    def test_items(self) -> list[Item]:
+        return self.load(self.config.test_split)
 
     def build(self) -> nn.Module:
         """The model, its backbone from ``config.init`` when given."""
@@ -94,7 +108,8 @@ class DownstreamTask(Generic[Item]):
         """Train on ``train_split``, score on ``test_split``; the result, on every process.
         Resuming a finished run returns its stored result instead."""
         self.config.validate()
-        with distributed(self.config.device) as (ctx, device):
+        with distributed(self.config.device, self.config.deterministic,
+                         self.cudnn_benchmark) as (ctx, device):
             run = RunDir(out, ctx.rank)
             if resume and run.finished():
                 log.info("%s is finished; its result stands", run.path)
@@ -107,7 +122,7 @@ class DownstreamTask(Generic[Item]):
         config = self.config
         batch = per_process_batch(config.batch_size, ctx)
         seed_everything(config.seed + ctx.rank)
-        train_items, test_items = self.load(config.train_split), self.load(config.test_split)
+        train_items, test_items = self.train_items(), self.test_items()
         if not train_items:
             raise CondPretrainError(f"--voc: the {config.train_split} split lists no images")
         if not config.init:
@@ -120,7 +135,8 @@ class DownstreamTask(Generic[Item]):
         cost = CostMeter.start(resumed.cost, device_kind=device_kind(device),
                                device_count=ctx.world_size,
                                flops_per_image=self._training_flops(model, dataset, batch, device))
-        run.save_config({"command": self.name, "voc": str(self.voc), "config": to_dict(config),
+        voc = [str(v) for v in self.vocs] if len(self.vocs) > 1 else str(self.voc)
+        run.save_config({"command": self.name, "voc": voc, "config": to_dict(config),
                          "train_images": len(train_items), "test_images": len(test_items)})
 
         def loader(epoch: int, skip: int):
@@ -170,6 +186,23 @@ class DownstreamTask(Generic[Item]):
         return int(counter.get_total_flops()) // max(batch, 1)
 
 
+def voc_list(voc: str | Path | Sequence[str | Path], allowed: int | None,
+             command: str) -> list[Path]:
+    """``--voc`` as a list of folders, checked against how many the task takes."""
+    folders = [Path(voc)] if isinstance(voc, (str, Path)) else [Path(v) for v in voc]
+    if not folders:
+        raise CondPretrainError("--voc: no VOC folder given")
+    if allowed is not None and len(folders) != allowed:
+        count = "one VOC folder" if allowed == 1 else f"{allowed} VOC folders"
+        raise CondPretrainError(f"--voc: {command or 'this task'} takes {count}, "
+                                f"got {len(folders)}")
+    seen = [str(f.resolve()) for f in folders]
+    for i, name in enumerate(seen):
+        if name in seen[:i]:  # its images would count twice
+            raise CondPretrainError(f"--voc: {folders[i]} is given twice")
+    return folders
+
+
 def per_process_batch(batch_size: int, ctx: DistContext) -> int:
     if batch_size % ctx.world_size:
         raise CondPretrainError(f"--batch-size {batch_size} is the total over all processes and "
@@ -177,4 +210,4 @@ def per_process_batch(batch_size: int, ctx: DistContext) -> int:
     return batch_size // ctx.world_size
 
 
-__all__ = ["DOWNSTREAM_TASKS", "DownstreamTask", "per_process_batch"]
+__all__ = ["DOWNSTREAM_TASKS", "DownstreamTask", "per_process_batch", "voc_list"]

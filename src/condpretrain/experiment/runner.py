@@ -9,6 +9,7 @@ cells share an artefact is decided by its folder (see :mod:`.grid`).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,11 +44,13 @@ from condpretrain.experiment.results import (
     cell_text,
     read_results,
     row_key,
+    total_device_hours,
     write_results,
 )
 from condpretrain.experiment.schema import ExperimentConfig, load_experiment, section_values
 from condpretrain.log import get_logger, progress_bar
 from condpretrain.registry import PRETRAIN_METHODS
+from condpretrain.scoring.cost import device_hours
 from condpretrain.selection import reselect, select
 from condpretrain.train.finetune import finetune
 from condpretrain.train.pretrain import pretrain
@@ -92,12 +95,13 @@ class Experiment:
         self.layout = Layout(self.out)
         self.steps = steps or Steps.default()
 
-    # Configs of one cell: preset -> experiment sections -> what the grid sets.
+    # Configs of one cell: preset -> experiment sections -> the target's own -> what the
+    # grid sets.
     def select_config(self, target: str, method: str, seed: int) -> SelectConfig:
         # Selection is mode-free; the scores serve every budget, so the smallest is asked
         # for (each budget then re-selects from the saved scores).
         return build_config(SelectConfig, self.config.preset,
-                            **{**section_values(self.config, "select"),
+                            **{**section_values(self.config, "select", target=target),
                                "method": method, "seed": seed,
                                "fraction": min(self.config.budgets),
                                "cache_dir": str(self.layout.cache_dir(target))})
@@ -110,7 +114,7 @@ class Experiment:
 
     def finetune_config(self, cell: Cell, init: Path | None) -> FinetuneConfig:
         return build_config(FinetuneConfig, self.config.preset,
-                            **{**section_values(self.config, "finetune", cell.mode),
+                            **{**section_values(self.config, "finetune", cell.mode, cell.target),
                                "arch": self.pretrained_arch(cell.mode), "seed": cell.seed,
                                "init": str(init) if init else None})
 
@@ -139,6 +143,9 @@ class Experiment:
                 rows.append(self.run_cell(cell))
                 write_results(results, rows)  # after every cell: a kill loses one at most
                 bar.update(1)
+        log.info("experiment cost: %.4g device-hours, shared work counted once (%.4g summed "
+                 "over cells)", total_device_hours(rows)["total"],
+                 total_device_hours(rows, once=False)["total"])
         return ExperimentResult(self.out, results, rows, len(todo), skipped)
 
     def check_same_settings(self) -> None:
@@ -175,7 +182,8 @@ class Experiment:
     def _select_into(self, row: dict[str, Any], cell: Cell) -> Path:
         sel = self.selection(cell.target, cell.method, cell.budget, cell.seed)
         row.update(selected=sel["selected"], pool_size=sel["pool_size"],
-                   select_seconds=sel["seconds"], select_device_hours=sel["seconds"] / 3600,
+                   select_seconds=sel["seconds"], select_device_hours=sel["device_hours"],
+                   select_shared=json.dumps(sel["shared"], sort_keys=True),
                    select_dir=self.layout.relative(sel["dir"]))
         return sel["subset_csv"]
 
@@ -191,21 +199,26 @@ class Experiment:
         config = self.finetune_config(cell, init)
         result, cost, run_dir = self.finetuned(cell, config)
         row.update(arch=config.arch, top1=result.get("top1", ""), top5=result.get("top5", ""),
-                   best_top1=result.get("best_top1", ""),
+                   # best_top1: its name in result.json files written before
+                   best_test_top1=result.get("best_test_top1", result.get("best_top1", "")),
                    finetune_seconds=cost.get("wall_seconds", ""),
                    finetune_device_hours=cost.get("device_hours", ""),
                    finetune_dir=self.layout.relative(run_dir),
                    finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
 
     def selection(self, target: str, method: str, budget: float, seed: int) -> dict[str, Any]:
-        """Score once per (target, method, seed); every budget re-selects from the scores."""
+        """Score once per (target, method, seed); every budget re-selects from the scores.
+
+        Every budget is charged the whole scoring, cached models included (the paper's
+        cost column); ``shared`` names that work, so that totals count it once."""
         scores = self.layout.scores_dir(target, method, seed)
-        score_seconds = selection_seconds(scores) if selection_done(scores) else None
-        if score_seconds is None:
+        key = self.layout.relative(scores)
+        charge = scoring_charge(scores, key) if selection_done(scores) else None
+        if charge is None:
             started = time.perf_counter()
-            result = self.steps.select(self.config.pool, self.config.targets[target], scores,
+            result = self.steps.select(self.config.pool, self.config.target_path(target), scores,
                                        self.select_config(target, method, seed))
-            score_seconds = _seconds(result, started)
+            charge = scoring_charge(scores, key, measured=_seconds(result, started))
         out = self.layout.subset_dir(target, method, budget, seed)
         if not selection_done(out):
             started = time.perf_counter()
@@ -219,7 +232,10 @@ class Experiment:
         return {"dir": out, "subset_csv": out / "subset.csv",
                 "selected": info.get("selected", _count_rows(out / "subset.csv")),
                 "pool_size": info.get("pool_size", ""),
-                "seconds": score_seconds + reselect_seconds}
+                "seconds": charge.seconds + reselect_seconds,
+                # a re-selection runs in one process
+                "device_hours": charge.device_hours + device_hours(reselect_seconds, 1),
+                "shared": charge.shared}
 
     def pretrained(self, cell: Cell, subset: Path | None) -> tuple[dict[str, Any], Path]:
         run_dir = self.layout.pretrain_dir(cell)
@@ -233,7 +249,7 @@ class Experiment:
                   ) -> tuple[dict[str, Any], dict[str, Any], Path]:
         run_dir = self.layout.finetune_dir(cell)
         if not run_finished(run_dir):
-            self.steps.finetune(self.config.targets[cell.target], run_dir, config,
+            self.steps.finetune(self.config.target_path(cell.target), run_dir, config,
                                 resume=run_started(run_dir))
         return (_json_object(run_dir / "result.json"), _json_object(run_dir / "run.json"),
                 run_dir)
@@ -248,6 +264,40 @@ def run(experiment: ExperimentConfig | str | Path, out: str | Path,
 
 
 # --------------------------------------------------------------------------- artefacts
+
+
+@dataclass
+class ScoringCharge:
+    """What a (target, method, seed)'s scoring charges each of its budgets."""
+
+    seconds: float
+    device_hours: float
+    # the parts of it other cells share, by key: the scoring itself (every budget) and
+    # each cached model it used (other methods); a total counts each key once
+    shared: dict[str, float]
+
+
+def scoring_charge(sel_dir: Path, key: str, measured: float | None = None
+                   ) -> ScoringCharge | None:
+    """A saved scoring's charge, from its ``selection.json``: its ``cost`` block, else (a
+    selection written before costs were recorded) its timings x processes."""
+    info = _json_object(sel_dir / "selection.json")
+    cost = info.get("cost")
+    if isinstance(cost, dict) and _is_number(cost.get("seconds")):
+        shared = {m["key"]: float(m["device_hours"]) for m in cost.get("shared", [])
+                  if isinstance(m, dict) and _is_number(m.get("device_hours"))}
+        return ScoringCharge(float(cost["seconds"]), float(cost["device_hours"]),
+                             {key: float(cost.get("own_device_hours", 0.0)), **shared})
+    seconds = selection_seconds(sel_dir)
+    seconds = measured if seconds is None else seconds
+    if seconds is None:
+        return None
+    hours = device_hours(seconds, int(info.get("processes", 1)))
+    return ScoringCharge(seconds, hours, {key: hours})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def selection_seconds(sel_dir: Path) -> float | None:
@@ -290,4 +340,4 @@ def _count_rows(path: Path) -> int | str:
 
 
 __all__ = ["Steps", "Experiment", "ExperimentResult", "run",
-           "selection_seconds"]
+           "selection_seconds", "scoring_charge", "ScoringCharge"]

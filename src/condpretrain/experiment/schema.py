@@ -6,6 +6,11 @@ A file names a pool, the targets, the grid's axes and, in the sections ``select`
 
     finetune: {epochs: 90, moco: {lr: 0.001}}
 
+A target may hold its own ``finetune`` and ``select`` options, applied on top of the
+experiment's (mode overrides included) for that target's cells only::
+
+    targets: {cars: /data/cars, fmow: {path: /data/fmow, finetune: {optimizer: adam}}}
+
 The top-level keys are the fields of :class:`ExperimentConfig`; a section's keys are the
 options of its command's config class, less those the grid sets per cell (``grid=True``).
 Both go through :func:`~condpretrain.config.options.parse_mapping`, so every error is one
@@ -70,20 +75,49 @@ def _all_or_none(value: Any) -> Any:
     return value
 
 
-def _parse_targets(value: Any) -> dict[str, str]:
-    """``{name: folder}``, or a list of ``NAME=FOLDER`` or ``FOLDER`` (named after it)."""
+# What a target may set for its own cells. Not pre-training: the entire-pool run does
+# not depend on the target and serves them all.
+TARGET_SECTIONS = ("select", "finetune")
+
+TargetSpec = str | dict[str, Any]  # a folder, or {path: folder, <section>: {...}}
+
+
+def _parse_targets(value: Any) -> dict[str, TargetSpec]:
+    """``{name: folder}``, ``{name: {path: folder, finetune: {...}}}``, or a list of
+    ``NAME=FOLDER`` or ``FOLDER`` (named after it). A section's options are checked
+    later, by :func:`parse_target`, with the sections of the file."""
     if isinstance(value, dict):
         pairs = [(str(name), spec) for name, spec in value.items()]
     else:
         pairs = [_target_pair(spec) for spec in _one_or_many(value)]
-    targets: dict[str, str] = {}
+    targets: dict[str, TargetSpec] = {}
     for name, spec in pairs:
         if not name or "/" in name or name.startswith("."):
             raise CondPretrainError(f"targets: {name!r} is not a usable name")
         if name in targets:
             raise CondPretrainError(f"targets: two targets are named {name!r}")
-        targets[name] = _text(spec, f"targets.{name}")
+        targets[name] = _target_spec(spec, f"targets.{name}")
     return targets
+
+
+def _target_spec(spec: Any, key: str) -> TargetSpec:
+    """A folder, or a mapping of its path and its own sections (plain folder when none)."""
+    if not isinstance(spec, dict):
+        return _text(spec, key)
+    spec = {str(k).replace("-", "_"): v for k, v in spec.items()}
+    for name in spec:
+        if name != "path" and name not in TARGET_SECTIONS:
+            raise CondPretrainError(f"{key}.{name}: not settable per target (known: path, "
+                                    f"{', '.join(TARGET_SECTIONS)})")
+    if "path" not in spec:
+        raise CondPretrainError(f"{key}.path: required")
+    sections = {name: spec[name] for name in TARGET_SECTIONS if spec.get(name)}
+    for name, given in sections.items():
+        if not isinstance(given, dict):
+            raise CondPretrainError(f"{key}.{name}: expected a mapping of option: value, "
+                                    f"got {given!r}")
+    path = _text(spec["path"], f"{key}.path")
+    return {"path": path, **sections} if sections else path
 
 
 def _target_pair(spec: Any) -> tuple[str, str]:
@@ -115,8 +149,10 @@ class ExperimentConfig:
 
     pool: list[str] = option(help="pool sources: FOLDER, NAME=FOLDER or a manifest CSV",
                              parse=_one_or_many)
-    targets: dict[str, str] = option(help="target datasets: {name: folder}, or a list of "
-                                     "NAME=FOLDER or FOLDER", parse=_parse_targets)
+    targets: dict[str, TargetSpec] = option(
+        help="target datasets: {name: folder} or {name: {path: folder, finetune: {...}, "
+        "select: {...}}} (the target's own options), or a list of NAME=FOLDER or FOLDER",
+        parse=_parse_targets)
     # Neutral: only a label. Grid: an axis of the grid, which may grow (more methods,
     # seeds...) into a folder that holds finished cells; every other key may not change.
     name: str = option("experiment", "shown in the report's title", neutral=True)
@@ -147,6 +183,15 @@ class ExperimentConfig:
     def to_yaml(self) -> str:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return yaml.safe_dump(data, sort_keys=False)
+
+    def target_path(self, name: str) -> str:
+        spec = self.targets[name]
+        return spec["path"] if isinstance(spec, dict) else spec
+
+    def target_section(self, name: str, section: str) -> dict[str, Any]:
+        """The target's own options of ``section`` (none for a plain folder)."""
+        spec = self.targets[name]
+        return spec.get(section, {}) if isinstance(spec, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -186,6 +231,9 @@ def parse_experiment(data: dict[str, Any], where: str = "experiment",
     for name, section in SECTIONS.items():
         if name in values:
             values[name] = parse_section(section, name, values[name], where)
+    if "targets" in values:
+        values["targets"] = {name: parse_target(name, spec, where)
+                             for name, spec in values["targets"].items()}
     config = _resolve_paths(ExperimentConfig(**values), base or Path.cwd())
     check_configs(config, where)
     return config
@@ -205,6 +253,16 @@ def parse_section(section: Section, name: str, values: dict[str, Any], where: st
         else:
             checked.update(_options(section.cls, {raw_key: value}, where, f"{name}."))
     return checked
+
+
+def parse_target(name: str, spec: TargetSpec, where: str) -> TargetSpec:
+    """A target's own sections, checked as the file's: ``targets.fmow.finetune.lr``."""
+    if not isinstance(spec, dict):
+        return spec
+    return {"path": spec["path"],
+            **{section: parse_section(SECTIONS[section], f"targets.{name}.{section}",
+                                      spec[section], where)
+               for section in TARGET_SECTIONS if section in spec}}
 
 
 def _options(cls: type, values: dict[str, Any], where: str, prefix: str) -> dict[str, Any]:
@@ -229,7 +287,13 @@ def _check_required(data: dict[str, Any], where: str) -> None:
 def _resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
     return dataclasses.replace(
         config, pool=[_resolve_spec(spec, base) for spec in config.pool],
-        targets={name: str(_resolve(spec, base)) for name, spec in config.targets.items()})
+        targets={name: _resolve_target(spec, base) for name, spec in config.targets.items()})
+
+
+def _resolve_target(spec: TargetSpec, base: Path) -> TargetSpec:
+    if isinstance(spec, dict):
+        return {**spec, "path": str(_resolve(spec["path"], base))}
+    return str(_resolve(spec, base))
 
 
 def _resolve_spec(spec: str, base: Path) -> str:
@@ -251,24 +315,35 @@ def _resolve(path: str, base: Path) -> Path:
 def check_configs(config: ExperimentConfig, where: str = "experiment") -> None:
     """Build one config of each kind now, so a rule between options fails before hours
     of work rather than at the first cell that needs it."""
+    own = [(t, f"targets.{t}.") for t in config.targets if isinstance(config.targets[t], dict)]
     for mode in config.modes:
         for name, section in SECTIONS.items():
-            try:
-                build_config(section.cls, config.preset, **section_values(config, name, mode))
-            except CondPretrainError as exc:
-                raise CondPretrainError(f"{where}: {name}: {exc}") from None
+            for target, prefix in [(None, ""), *own]:
+                if target is not None and not config.target_section(target, name):
+                    continue
+                try:
+                    build_config(section.cls, config.preset,
+                                 **section_values(config, name, mode, target))
+                except CondPretrainError as exc:
+                    raise CondPretrainError(f"{where}: {prefix}{name}: {exc}") from None
 
 
-def section_values(config: ExperimentConfig, name: str, mode: str | None = None
-                   ) -> dict[str, Any]:
-    """A section's options for one mode: the common ones, then the mode's own."""
-    section = getattr(config, name)
-    values = {k: v for k, v in section.items() if k not in PRETRAIN_METHODS}
-    if mode is not None:
-        values.update(section.get(mode, {}))
+def section_values(config: ExperimentConfig, name: str, mode: str | None = None,
+                   target: str | None = None) -> dict[str, Any]:
+    """A section's options for one mode and target: the common ones, the mode's own,
+    then the target's common ones and the target's for the mode (the most specific
+    last: a target's ``lr`` holds in every mode)."""
+    layers = [getattr(config, name)]
+    if target is not None:
+        layers.append(config.target_section(target, name))
+    values: dict[str, Any] = {}
+    for layer in layers:
+        values.update({k: v for k, v in layer.items() if k not in PRETRAIN_METHODS})
+        if mode is not None:
+            values.update(layer.get(mode, {}))
     return values
 
 
-__all__ = ["ExperimentConfig", "Section", "SECTIONS", "load_experiment",
-           "parse_experiment", "parse_section", "parse_fractions", "check_configs",
+__all__ = ["ExperimentConfig", "Section", "SECTIONS", "TARGET_SECTIONS", "load_experiment",
+           "parse_experiment", "parse_section", "parse_target", "parse_fractions", "check_configs",
            "section_values"]

@@ -30,7 +30,13 @@ from condpretrain.report.html import (
     to_html,
     to_markdown,
 )
-from condpretrain.report.tables import Table, all_tables, number, timing_table
+from condpretrain.report.tables import (
+    Table,
+    all_tables,
+    number,
+    timing_table,
+    total_cost_table,
+)
 
 log = get_logger(__name__)
 TOP_IMAGES = 48
@@ -64,8 +70,10 @@ def write_report(out_dir: str | Path) -> ReportResult:
                 "figures/accuracy_vs_cost.png", plots.accuracy_vs_cost(rows)),
         Heading("Selection time apart from pre-training time"),
         timing_table(rows),
+        total_cost_table(rows),
     ]
     blocks += _selection_blocks(out, rows)
+    blocks += _eval_duplicate_blocks(out, rows)
     figures = []
     for block in blocks:
         if isinstance(block, Picture):
@@ -166,6 +174,54 @@ def _jaccard_table(names: list[str], matrix: np.ndarray, label: str) -> Table:
             for i, a in enumerate(names)]
     return Table(f"Jaccard overlap: {label}", header, rows,
                  note="|A ∩ B| / |A ∪ B| of the images two methods picked (lowest seed).")
+
+
+EVAL_DUPLICATE_ROWS = 20  # per target; eval_duplicates.csv in the selection has them all
+
+
+def _eval_duplicate_blocks(out: Path, rows: list[dict[str, str]]) -> list[Block]:
+    """Per target, the pool images that copy its test/val images (from the first
+    selection that searched; every selection of a target finds the same ones)."""
+    found: dict[str, dict] = {}
+    for r in rows:
+        if r["target"] in found or not r.get("select_dir"):
+            continue
+        folder = Path(r["select_dir"])
+        meta = atomic.read_json((folder if folder.is_absolute() else out / folder)
+                                / "selection.json", default={})
+        block = meta.get("eval_duplicates") if isinstance(meta, dict) else None
+        if isinstance(block, dict) and block.get("searched"):
+            found[r["target"]] = block
+    if not found:
+        return []
+    table_rows = []
+    for target, block in found.items():
+        listed = block.get("list") or []
+        if not listed:
+            table_rows.append([target, "none found",
+                               f"{block.get('eval_images', '?')} evaluation images searched",
+                               "", "", ""])
+        for d in listed[:EVAL_DUPLICATE_ROWS]:
+            table_rows.append([target, _short(d["path"]), _short(d["matched"]),
+                               str(d["hamming"]), f"{d['cosine']:.3f}",
+                               "yes" if d["flipped"] else "no"])
+        if len(listed) > EVAL_DUPLICATE_ROWS:
+            table_rows.append([target, f"... {len(listed) - EVAL_DUPLICATE_ROWS} more",
+                               block.get("file", ""), "", "", ""])
+    kept = any(not b.get("excluded", True) for b in found.values())
+    note = ("Pool images that are exact or near copies (resized, re-encoded, mirrored) of a "
+            "target's test/val images: pHash Hamming distance (of 63 bits) and thumbnail "
+            "cosine. " + ("Some selections kept them (--keep-eval-duplicates)." if kept else
+                          "They were left out of every subset."))
+    return [Heading("Evaluation images found in the pool"),
+            Table("Copies of evaluation images in the pool", ["Target", "Pool image",
+                  "Matched evaluation image", "Hamming", "Cosine", "Flipped"], table_rows,
+                  note=note, text_columns=3)]
+
+
+def _short(path: str) -> str:
+    """The last two parts of a path: enough to find the image, short enough for a table."""
+    return "/".join(Path(path).parts[-2:])
 
 
 def _slug(text: str) -> str:

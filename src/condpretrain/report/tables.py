@@ -4,6 +4,10 @@ One table per (pre-training mode, resolution): rows are budget x method (the 0 %
 100 % baselines first), columns are the targets, then the pre-training cost and,
 apart from it, the selection cost, both in device-hours. Cells are mean +- std over
 seeds; the best selection method of each budget is marked in every column.
+
+Costs are per method as in the paper: each row is charged what it needed, shared work
+included (a budget its method's scoring, a method the target-trained model it used, a
+target the entire-pool pre-training). The totals table counts shared work once.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from condpretrain.experiment.results import (
     budget_label,
     method_label,
     method_order,
+    total_device_hours,
 )
 
 # Downstream metrics a results table may carry besides classification accuracy
@@ -140,7 +145,9 @@ def _one_table(rows: list[dict[str, str]], targets: list[str], metric: str, titl
     header = ["Budget", "Method", *targets, "Pre-train cost (device-h)", "Selection (device-h)"]
     table = Table(title, header, [], note=(
         "mean ± std over seeds; **bold**: best selection method of its budget per target; "
-        "costs are means over targets and seeds, selection counted apart from pre-training."))
+        "costs are means over targets and seeds, selection counted apart from pre-training; "
+        "each row is charged what it needed, shared models included (counted once in the "
+        "totals)."))
     means: dict[tuple[float, int], list[tuple[str, int]]] = defaultdict(list)
     last_budget = None
     for i, (budget, method) in enumerate(row_order(rows)):
@@ -171,8 +178,10 @@ def timing_table(rows: list[dict[str, str]]) -> Table:
     header = ["Mode", "Resolution", "Budget", "Method", "Selection (s)", "Pre-training (s)",
               "Fine-tuning (s)", "Pre-train images", "Pre-train PFLOPs"]
     table = Table("Where the time goes (mean over targets and seeds)", header, [], text_columns=4,
-                  note="selection = scoring + picking the budget; scoring is shared by every "
-                       "budget of a method, so later budgets reuse it at no cost.")
+                  note="selection = scoring (which every budget of a method shares) + the "
+                       "training of the cached models it used (which several methods share) "
+                       "+ picking the budget; each row is charged all of it, the totals "
+                       "table counts shared work once.")
     for mode, res in groups_of(rows):
         in_group = [r for r in rows if r["mode"] == mode
                     and (r["method"] == RANDOM_INIT or int(r["resolution"]) == res)]
@@ -192,6 +201,22 @@ def timing_table(rows: list[dict[str, str]]) -> Table:
                                f"{images:.0f}" if images is not None else "-",
                                f"{flops / 1e15:.3g}" if flops is not None else "-"])
     return table
+
+
+def total_cost_table(rows: list[dict[str, str]]) -> Table:
+    """The experiment's device-hours by stage: shared work counted once, and, beside it,
+    the sum of what the rows are charged (the difference is what sharing saved)."""
+    once, charged = total_device_hours(rows), total_device_hours(rows, once=False)
+    stages = (("select", "Selection"), ("pretrain", "Pre-training"), ("finetune", "Fine-tuning"),
+              ("total", "Total"))
+    return Table("Total cost of the experiment (device-hours)",
+                 ["Stage", "Counted once", "Sum of the rows' charges"],
+                 [[label, hours_text(once[key]), hours_text(charged[key])]
+                  for key, label in stages],
+                 text_columns=1,
+                 note="counted once: a method's scoring, a cached model (e.g. the "
+                      "target-trained model of clustering and active learning) and the "
+                      "entire-pool pre-training serve several rows and count once here.")
 
 
 def extra_metrics(rows: list[dict[str, str]]) -> list[tuple[str, str]]:

@@ -3,13 +3,15 @@
 Clustering and both active-learning methods need a model trained on the target's
 labels. Training it is the expensive part of those methods, so it is cached on disk
 under a key of everything that determines it, and every method (and every budget of
-an experiment) reuses the same file.
+an experiment) reuses the same file. The file records what its training cost, which
+every method that uses it is charged (see :mod:`~condpretrain.scoring.cost`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,17 +107,27 @@ def trained_once(
     Training a model is the costly part of a method, so it happens once: later methods,
     budgets and resumed runs load the file. Under torchrun every rank trains (DDP), rank
     0 saves, and every rank loads that file, so all score with identical weights.
+
+    The file records what training took (wall seconds, processes), in the same atomic
+    write as the weights, and every use charges it to the context: a method that loads
+    the model needed it as much as the one that trained it.
     """
-    if path.is_file():
-        log.info("reusing %s", path)
-    else:
+    trained_here = not path.is_file()
+    if trained_here:
+        started = time.perf_counter()
         seed_everything(context.config.seed)  # before building: the initial weights count
         trained, meta = train(build())
+        cost = {"seconds": round(time.perf_counter() - started, 3),
+                "processes": context.dist.world_size}
         if context.dist.is_main:
-            state = {"state_dict": {k: v.cpu() for k, v in trained.state_dict().items()}, **meta}
+            state = {"state_dict": {k: v.cpu() for k, v in trained.state_dict().items()},
+                     **meta, "cost": cost}
             atomic.save_with(path, lambda handle: torch.save(state, handle))
+    else:
+        log.info("reusing %s", path)
     barrier(context.dist)
     saved = torch.load(path, map_location="cpu", weights_only=True)
+    context.charge_shared(path, saved.get("cost"), trained_here)
     model = build()
     model.load_state_dict(saved["state_dict"])
     return prepare_model(model, context.device).eval()

@@ -34,7 +34,9 @@ def finished(run: RunDir) -> RunResult:
 
 def image_source(paths: Sequence[str], resolution: int, *, cache: bool, cache_dir: str | None,
                  run: RunDir, workers: int, max_pixels: int, ctx: DistContext):
-    """Pre-resized images: from the uint8 cache (built once by rank 0) or decoded per read."""
+    """Whole images stored at ``stored_size(resolution)``: from the cache (built once by
+    rank 0) or decoded per read. Its ``build_seconds`` (rank 0's time building the cache,
+    0 when reused or uncached) goes to :meth:`CostMeter.add_cache` via :func:`cache_seconds`."""
     size = stored_size(resolution)
     if not cache:
         return DecodedImages(list(paths), size, max_pixels)
@@ -48,6 +50,12 @@ def image_source(paths: Sequence[str], resolution: int, *, cache: bool, cache_di
     if not ctx.is_main:
         source = build_cache(paths, size, folder, workers, max_pixels, write=False)
     return source
+
+
+def cache_seconds(sources: Sequence[Any]) -> float:
+    """Seconds this run spent building the image caches of ``sources`` (None skipped)."""
+    return float(sum(getattr(source, "build_seconds", 0.0) for source in sources
+                     if source is not None))
 
 
 def check_resume(run: RunDir, config: Any, inputs: dict[str, Any],

@@ -29,7 +29,8 @@ class ImageSource(Protocol):
     def __len__(self) -> int: ...
 
     def get(self, index: int) -> tuple[torch.Tensor, str]:
-        """uint8 ``3 x S x S`` image and an error ("" when fine)."""
+        """uint8 ``3 x H x W`` image (the whole image, short side ``stored_size``) and an
+        error ("" when fine)."""
 
 
 class EpochSampler(Sampler[int]):
@@ -150,7 +151,8 @@ def make_loader(dataset: Dataset, *, batch_size: int, workers: int, epoch: int, 
 
 
 def supervised_augment(resolution: int) -> v2.Compose:
-    """The standard random-resized crop and flip, on uint8 tensors."""
+    """The standard random-resized crop (scale 0.08-1, ratio 3/4-4/3, anywhere in the
+    whole stored image) and flip, on uint8 tensors."""
     return v2.Compose([
         v2.RandomResizedCrop(resolution, interpolation=v2.InterpolationMode.BILINEAR,
                              antialias=True),
@@ -159,20 +161,26 @@ def supervised_augment(resolution: int) -> v2.Compose:
 
 
 def moco_v2_augment(resolution: int) -> v2.Compose:
-    """MoCo-v2's augmentation: crop (0.2-1), colour jitter, greyscale, blur, flip."""
+    """MoCo-v2's augmentation: crop (0.2-1), colour jitter, greyscale, blur, flip.
+
+    The blur's sigma range (0.1, 2.0) is MoCo's for 224 px crops; it is scaled with the
+    resolution (0.05-1.0 at 112), so a blur removes the same share of the image's detail
+    whatever the resolution. The kernel spans ~10% of the side either way."""
     kernel = max(3, int(0.1 * resolution) // 2 * 2 + 1)  # ~10% of the side, odd
+    scale = resolution / 224
     return v2.Compose([
         v2.RandomResizedCrop(resolution, scale=(0.2, 1.0),
                              interpolation=v2.InterpolationMode.BILINEAR, antialias=True),
         v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
         v2.RandomGrayscale(p=0.2),
-        v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5),
+        v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1 * scale, 2.0 * scale))], p=0.5),
         v2.RandomHorizontalFlip(),
     ])
 
 
 def eval_crop(resolution: int) -> v2.CenterCrop:
-    """From a stored ``stored_size(resolution)`` square: the usual 224-of-256 centre crop."""
+    """From a stored image (short side ``stored_size(resolution)``): the usual
+    resize-to-256-then-centre-crop-224."""
     return v2.CenterCrop(resolution)
 
 

@@ -41,8 +41,10 @@ def pretrain(
     """Pre-train on ``subset`` (a subset.csv of the pool ``sources``; None: all of it)."""
     config = config or PretrainConfig()
     config.validate()
-    method = PRETRAIN_METHODS.get_class(config.mode)(config)
-    with distributed(config.device) as (ctx, device):
+    method_class = PRETRAIN_METHODS.get_class(config.mode)
+    with distributed(config.device, config.deterministic) as (ctx, device):
+        # The world size is known here: an lr rule scales with the global batch.
+        method = method_class(config, world_size=ctx.world_size)
         return _pretrain(sources, Path(out), method, subset, resume, ctx, device)
 
 
@@ -84,6 +86,7 @@ def _pretrain(sources, out: Path, method: PretrainMethod, subset, resume: bool,
     cost = CostMeter.start(resumed.cost, device_kind=device_kind(device),
                            device_count=ctx.world_size,
                            flops_per_image=flops_per_image(method.arch, config.resolution))
+    cost.add_cache(common.cache_seconds([source]))
 
     def loader(epoch: int, skip: int):
         return make_loader(dataset, batch_size=config.batch_size, workers=config.workers,

@@ -7,7 +7,9 @@ same layout, so one reader serves the experiment runner and the report::
     RUN/metrics.jsonl    one JSON object per metrics line (an epoch, or a period of
                          an iteration-based run)
     RUN/run.json         the cost: wall seconds, device kind/count, device-hours,
-                         images processed, estimated FLOPs, status
+                         images processed, estimated FLOPs, status; the image cache's
+                         build apart (cache_seconds, cache_device_hours), also
+                         included in the totals
     RUN/result.json      the final figures (written once, when the run is done)
     RUN/checkpoint.pt    the last resumable state (model, optimizer, scheduler,
                          sampler position, RNG states, cost so far)
@@ -19,6 +21,7 @@ Usage (the API is stable; downstream training reuses it)::
     run.save_config({"config": asdict(cfg), "sources": [...]})
     cost = CostMeter.start(run.read_cost() if resume else None,
                            device_kind="cpu", device_count=1, flops_per_image=F)
+    cost.add_cache(source.build_seconds)         # the image cache this run built
     ...
     run.append_metrics({"epoch": 0, "loss": 1.2, ...})
     cost.add_images(n, flop_factor=3)            # fwd + bwd = 3 x forward FLOPs
@@ -59,12 +62,19 @@ BACKBONE_FILE = "backbone.pt"
 
 @dataclass
 class CostMeter:
-    """Wall time, device-hours, images and FLOPs of a run, carried across resumes."""
+    """Wall time, device-hours, images and FLOPs of a run, carried across resumes.
+
+    Building an image cache is part of a run's cost (the devices are held meanwhile):
+    :meth:`add_cache` counts it in ``wall_seconds`` and ``device_hours`` and apart in
+    ``cache_seconds`` / ``cache_device_hours``. A cache an earlier run built costs 0."""
 
     device_kind: str = "cpu"
     device_count: int = 1
     flops_per_image: int = 0  # forward FLOPs of one image at the training resolution
-    seconds_before: float = 0.0  # wall seconds of earlier (killed) sessions of this run
+    # Wall seconds this session's clock did not see: earlier (killed) sessions of this
+    # run, and the image caches built before the meter started (also in cache_seconds).
+    seconds_before: float = 0.0
+    cache_seconds: float = 0.0
     images: int = 0
     flops: float = 0.0
     sessions: int = 1
@@ -77,6 +87,7 @@ class CostMeter:
         meter = cls(**kwargs)
         if previous:
             meter.seconds_before = float(previous.get("wall_seconds", 0.0))
+            meter.cache_seconds = float(previous.get("cache_seconds", 0.0))
             meter.images = int(previous.get("images", 0))
             meter.flops = float(previous.get("flops", 0.0))
             meter.sessions = int(previous.get("sessions", 0)) + 1
@@ -88,6 +99,12 @@ class CostMeter:
         (3 for a training step: forward + backward is about twice the forward)."""
         self.images += int(count)
         self.flops += float(count) * flop_factor * self.flops_per_image
+
+    def add_cache(self, seconds: float) -> None:
+        """``seconds`` of this session went into building image caches, before the meter
+        started: counted in the wall time and apart."""
+        self.cache_seconds += float(seconds)
+        self.seconds_before += float(seconds)
 
     def add_flops(self, count: int, flop_factor: float) -> None:
         """FLOPs of images that are not counted as processed (e.g. evaluation)."""
@@ -104,6 +121,8 @@ class CostMeter:
             "device_kind": self.device_kind,
             "device_count": self.device_count,
             "device_hours": round(wall * self.device_count / 3600.0, 6),
+            "cache_seconds": round(self.cache_seconds, 3),
+            "cache_device_hours": round(self.cache_seconds * self.device_count / 3600.0, 6),
             "images": self.images,
             "flops": self.flops,
             "flops_per_image": self.flops_per_image,

@@ -43,7 +43,7 @@ class PretrainMethod:
     arch: str = "resnet34"
     epochs: int = 90
     lr: float = 0.01
-    lr_batch: ClassVar[int | None] = None  # the lr scales with the batch as lr x batch/this
+    lr_batch: ClassVar[int | None] = None  # lr x global batch/this, where given
     needs_labels: ClassVar[bool] = False  # trains on the pool's labels
     views: ClassVar[int] = 1  # augmented views of each image per batch
     flop_factor: ClassVar[float] = 3.0  # training FLOPs per image, in forward passes
@@ -52,15 +52,21 @@ class PretrainMethod:
     finetune_epochs: ClassVar[int | None] = None
     finetune_lr: ClassVar[float | None] = None
 
-    def __init__(self, config: PretrainConfig) -> None:
+    def __init__(self, config: PretrainConfig, world_size: int = 1) -> None:
         self.config = config
+        self.world_size = world_size  # processes; the global batch is batch_size x this
         self.arch = config.arch or type(self).arch
         self.epochs = config.epochs if config.epochs is not None else type(self).epochs
-        self.lr = config.lr if config.lr is not None else self.default_lr(config.batch_size)
+        self.lr = (config.lr if config.lr is not None
+                   else self.default_lr(config.batch_size, world_size))
 
     @classmethod
-    def default_lr(cls, batch_size: int) -> float:
-        return cls.lr * batch_size / cls.lr_batch if cls.lr_batch else cls.lr
+    def default_lr(cls, batch_size: int, world_size: int = 1) -> float:
+        """The method's lr; a rule (``lr_batch``) scales it with the GLOBAL batch,
+        ``batch_size`` per process x ``world_size`` processes, as the reference recipes."""
+        if not cls.lr_batch:
+            return cls.lr
+        return cls.lr * batch_size * world_size / cls.lr_batch
 
     # -- what every method defines --------------------------------------------------------
     def build(self, classes: int, images: int, global_batch: int) -> nn.Module:

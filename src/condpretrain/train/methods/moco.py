@@ -13,12 +13,13 @@ from condpretrain.models import load_backbone
 from condpretrain.registry import PRETRAIN_METHODS
 from condpretrain.train.data import moco_v2_augment
 from condpretrain.train.methods.base import PretrainMethod
-from condpretrain.train.moco import MoCo, MocoTask, clamp_queue
+from condpretrain.train.moco import MoCo, MocoTask, bn_splits_for, clamp_queue
 
 
 @PRETRAIN_METHODS.register
 class MocoV2(PretrainMethod):
-    """ResNet-50, 200 epochs, lr 0.03 x batch/256 on a cosine schedule."""
+    """ResNet-50, 200 epochs, lr 0.03 x global batch/256 on a cosine schedule; one
+    process: batch-norm statistics per sub-batch (``--moco-bn-splits``)."""
 
     name = "moco"
     label = "MoCo-v2"
@@ -27,7 +28,7 @@ class MocoV2(PretrainMethod):
     epochs = 200
     lr = 0.03
     lr_batch = 256
-    lr_text = "0.03 x batch/256"
+    lr_text = "0.03 x global batch/256"
     views = 2  # query and key
     flop_factor = 4.0  # forward + backward of the query (3x) + the key encoder's forward
     drop_last = True  # every step fills a whole batch of the queue
@@ -36,12 +37,16 @@ class MocoV2(PretrainMethod):
     finetune_lr = 0.001
 
     queue: int | None = None  # the queue length used (set by build)
+    bn_splits: int | None = None  # the BN sub-batches used (set by build)
 
     def build(self, classes: int, images: int, global_batch: int) -> nn.Module:
         config = self.config
         self.queue = clamp_queue(config.moco_queue, images, global_batch)
+        # Under DDP each process's BN already sees its own part of the batch (shuffle-BN).
+        self.bn_splits = (bn_splits_for(config.moco_bn_splits, config.batch_size)
+                          if self.world_size == 1 else 1)
         model = MoCo(self.arch, config.moco_dim, self.queue, config.moco_momentum,
-                     config.moco_temperature, config.moco_mlp)
+                     config.moco_temperature, config.moco_mlp, self.bn_splits, config.seed)
         if config.init:
             load_backbone(model.encoder_q, config.init, self.arch)
             model.encoder_k.load_state_dict(model.encoder_q.state_dict())
@@ -63,7 +68,7 @@ class MocoV2(PretrainMethod):
         return model.encoder_q  # type: ignore[return-value]
 
     def info(self) -> dict[str, object]:
-        return {"moco_queue": self.queue}
+        return {"moco_queue": self.queue, "moco_bn_splits": self.bn_splits}
 
 
 __all__ = ["MocoV2"]

@@ -1,0 +1,48 @@
+"""``--deterministic``: cuDNN's deterministic kernels, no autotuning, torch's deterministic
+algorithms; otherwise cuDNN autotunes on CUDA (where shapes are fixed)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from condpretrain.device import configure_determinism
+
+
+@pytest.fixture
+def restore_flags():
+    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled())
+    yield
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[:2]
+    torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+
+
+def test_deterministic_sets_every_flag(restore_flags, monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    configure_determinism(True, torch.device("cuda"))
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert torch.are_deterministic_algorithms_enabled()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_otherwise_cudnn_autotunes_on_cuda_only(restore_flags):
+    configure_determinism(False, torch.device("cuda"))
+    assert torch.backends.cudnn.benchmark and not torch.are_deterministic_algorithms_enabled()
+    configure_determinism(False, torch.device("cuda"), benchmark=False)  # detection's shapes vary
+    assert not torch.backends.cudnn.benchmark
+    configure_determinism(False, torch.device("cpu"))
+    assert not torch.backends.cudnn.benchmark
+
+
+def test_the_commands_apply_deterministic(restore_flags, two_part_pool, stripes_target, tmp_path):
+    from condpretrain.config import SelectConfig, build_config
+    from condpretrain.selection import select
+
+    config = build_config(SelectConfig, "quick", method="random", count=4, device="cpu",
+                          deterministic=True)
+    select([str(two_part_pool)], str(stripes_target), tmp_path / "s", config)
+    assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
