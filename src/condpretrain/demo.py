@@ -25,8 +25,9 @@ import numpy as np
 import yaml
 from PIL import Image, ImageDraw, ImageFont
 
-from condpretrain import atomic
+from condpretrain import atomic, runlock
 from condpretrain.config import PRESET_NAMES, Config, option
+from condpretrain.config.load import yaml_loads
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment import (
     ExperimentConfig,
@@ -75,7 +76,7 @@ def _yaml_mapping(value: Any) -> Any:
     """A section given on the command line as YAML text, e.g. ``--pretrain 'epochs: 5'``."""
     if isinstance(value, str):
         try:
-            return yaml.safe_load(value)
+            return yaml_loads(value)
         except yaml.YAMLError:
             pass  # left as text, for the check to refuse naming the flag
     return value
@@ -323,12 +324,13 @@ def demo(out: str | Path = "condpretrain-demo", config: DemoConfig | None = None
     started = time.perf_counter()
     # Checked before any image is written: a bad option fails in seconds, not minutes.
     experiment = demo_experiment(*demo_data_dirs(out / "data"), config)
-    _check_same_demo(out / "demo.json", asdict(config))
-    log.info("demo: writing the embedded data under %s", out / "data")
-    make_demo_data(out / "data", config)
-    atomic.write_json(out / "demo.json", asdict(config))
-    result = run(experiment, out, steps)
-    written = report(out)
+    with runlock.hold(out):  # one demo per folder; the grid's own hold nests in it
+        _check_same_demo(out / "demo.json", asdict(config))
+        log.info("demo: writing the embedded data under %s", out / "data")
+        make_demo_data(out / "data", config)
+        atomic.write_json(out / "demo.json", asdict(config))
+        result = run(experiment, out, steps)
+        written = report(out)
     return DemoResult(out, result, written, time.perf_counter() - started)
 
 

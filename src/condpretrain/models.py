@@ -85,8 +85,11 @@ def read_backbone(path: str | Path, option: str = "--init") -> dict[str, torch.T
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise CondPretrainError(f"{option}: {path} is not a readable PyTorch checkpoint ({exc})"
-                                .splitlines()[0]) from None
+        # torch's own text is paragraphs with terminal escape codes: name the kind only
+        reason = ("it names Python objects, not only tensors: not loaded, for safety"
+                  if "Unsupported global" in str(exc) else type(exc).__name__)
+        raise CondPretrainError(f"{option}: {path} is not a readable PyTorch checkpoint "
+                                f"({reason})") from None
     for key in _CONTAINER_KEYS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

@@ -1,11 +1,16 @@
 """Scores -> budget -> subset files, and the ``select`` command end to end.
 
-Outputs of a selection folder (all written atomically):
+Outputs of a selection folder, written as one set (:class:`~condpretrain.atomic.OutputSet`):
 
-* ``pool.csv``      path,label,pool - the pool in scoring order
+* ``pool.csv``      path,label,pool - the pool in scoring order (absolute paths)
 * ``scores.npy``    float32, one per pool.csv row (NaN = unreadable, never selected)
 * ``subset.csv``    path,label,pool,score,rank - the chosen images, best first
-* ``selection.json`` method, parameters, seed, models, sizes, skipped files, timings, versions
+* ``eval_duplicates.csv`` pool copies of the target's evaluation images, when searched
+* ``selection.json`` method, parameters, seed, models, sizes, skipped files, timings,
+  versions; written last, it marks the set complete: a folder without it is refused
+
+A run that fails leaves the previous run's set whole; the folder is locked while a
+run writes it (:mod:`condpretrain.runlock`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from condpretrain import atomic, eval_duplicates
+from condpretrain import atomic, eval_duplicates, runlock
 from condpretrain.config import SelectConfig, to_dict
 from condpretrain.data.shards import write_shards
 from condpretrain.data.sources import (
@@ -32,7 +37,13 @@ from condpretrain.data.sources import (
     read_index_csv,
     write_index_csv,
 )
-from condpretrain.dist import barrier, gather_peak_rss_mb, init_distributed, shutdown
+from condpretrain.dist import (
+    DistContext,
+    barrier,
+    gather_peak_rss_mb,
+    init_distributed,
+    shutdown,
+)
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
 from condpretrain.scoring import ScoringContext, create_scorer
@@ -97,57 +108,73 @@ def select(
     config = config or SelectConfig()
     config.validate()
     out = Path(out)
-    timings: dict[str, float] = {}
     started = time.perf_counter()
     dist, device = init_distributed(config.device, config.deterministic)
     try:
-        with _timed(timings, "index"):
-            pool = open_pool(sources)
-            target_set = open_target(target) if target else None
-        context = ScoringContext(config, device,
-                                 Path(config.cache_dir) if config.cache_dir else out / "cache",
-                                 dist)
-        scorer = create_scorer(config.method, context)
-        scorer.check_target(target_set)
-        budget = budget_size(len(pool), config.fraction, config.count)  # fail before scoring
-        with _timed(timings, "fit"):
-            scorer.fit(target_set, pool)
-        with _timed(timings, "score"):
-            scores, chunks_dir = score_pool(scorer, pool, out)
-        with _timed(timings, "eval_duplicates"):
-            duplicates = eval_duplicates.search(pool, target_set, config, dist)
-        peak_rss_mb = gather_peak_rss_mb(dist)
-        if dist.is_main:
-            write_index_csv(out / POOL_CSV, pool)
-            atomic.save_npy(out / SCORES_NPY, scores)
-            with _timed(timings, "select"):
-                chosen = rank_pool(scores, budget, config.seed,
-                                   eval_duplicates.excluded(duplicates, config))
-                _write_subset(out, pool, scores, chosen)
-            if duplicates is not None:
-                eval_duplicates.write_csv(out / eval_duplicates.EVAL_DUPLICATES_CSV, duplicates)
-            timings["total"] = time.perf_counter() - started
-            _write_metadata(out, sources, target, config, context, pool, target_set, len(chosen),
-                            timings, peak_rss_mb,
-                            eval_duplicates.metadata(duplicates, config, chosen))
-            shutil.rmtree(chunks_dir, ignore_errors=True)  # scores.npy now holds them
-            log.info("selected %d of %d pool images with %s -> %s", len(chosen), len(pool),
-                     config.method, out / SUBSET_CSV)
-        barrier(dist)
+        with runlock.hold(out, dist):
+            pool_size = _select(sources, target, out, config, dist, device, started)
+            selected = atomic.read_json(out / SELECTION_JSON)["selected"]
     finally:
         shutdown(dist)
-    selected = atomic.read_json(out / SELECTION_JSON)["selected"]
-    return SelectionResult(out, out / SUBSET_CSV, selected, len(pool),
+    return SelectionResult(out, out / SUBSET_CSV, selected, pool_size,
                            time.perf_counter() - started)
 
 
+def _select(sources: list[str] | str, target: str | None, out: Path, config: SelectConfig,
+            dist: DistContext, device: Any, started: float) -> int:
+    """Score, rank and (rank 0) write the output set; the pool's size."""
+    timings: dict[str, float] = {}
+    with _timed(timings, "index"):
+        pool = open_pool(sources)
+        target_set = open_target(target) if target else None
+    context = ScoringContext(config, device,
+                             Path(config.cache_dir) if config.cache_dir else out / "cache",
+                             dist)
+    scorer = create_scorer(config.method, context)
+    scorer.check_target(target_set)
+    budget = budget_size(len(pool), config.fraction, config.count)  # fail before scoring
+    with _timed(timings, "fit"):
+        scorer.fit(target_set, pool)
+    with _timed(timings, "score"):
+        scores, chunks_dir = score_pool(scorer, pool, out)
+    with _timed(timings, "eval_duplicates"):
+        duplicates = eval_duplicates.search(pool, target_set, config, dist)
+    peak_rss_mb = gather_peak_rss_mb(dist)
+    if dist.is_main:
+        with atomic.OutputSet(out, SELECTION_JSON) as outputs:
+            write_index_csv(outputs.path(POOL_CSV), pool)
+            atomic.save_npy(outputs.path(SCORES_NPY), scores)
+            with _timed(timings, "select"):
+                chosen = rank_pool(scores, budget, config.seed,
+                                   eval_duplicates.excluded(duplicates, config))
+                _write_subset(outputs.path(SUBSET_CSV), pool, scores, chosen)
+            _write_duplicates(outputs, duplicates)
+            timings["total"] = time.perf_counter() - started
+            _write_metadata(outputs.path(SELECTION_JSON), sources, target, config, context,
+                            pool, target_set, len(chosen), timings, peak_rss_mb,
+                            eval_duplicates.metadata(duplicates, config, chosen))
+        shutil.rmtree(chunks_dir, ignore_errors=True)  # scores.npy now holds them
+        log.info("selected %d of %d pool images with %s -> %s", len(chosen), len(pool),
+                 config.method, out / SUBSET_CSV)
+    barrier(dist)
+    return len(pool)
+
+
+def _write_duplicates(outputs: atomic.OutputSet, duplicates: Any) -> None:
+    """eval_duplicates.csv when the run searched; else an earlier run's is removed."""
+    if duplicates is not None:
+        eval_duplicates.write_csv(outputs.path(eval_duplicates.EVAL_DUPLICATES_CSV), duplicates)
+    else:
+        outputs.remove(eval_duplicates.EVAL_DUPLICATES_CSV)
+
+
 def _write_metadata(
-    out: Path, sources: list[str] | str, target: str | None, config: SelectConfig,
+    path: Path, sources: list[str] | str, target: str | None, config: SelectConfig,
     context: ScoringContext, pool: ImageIndex, target_set: Target | None, selected: int,
     timings: dict[str, float], peak_rss_mb: list[float],
     duplicates: dict[str, Any] | None = None,
 ) -> None:
-    atomic.write_json(out / SELECTION_JSON, {
+    atomic.write_json(path, {
         "method": config.method,
         "parameters": to_dict(config),
         "seed": config.seed,
@@ -156,6 +183,7 @@ def _write_metadata(
         "models": context.models_used,
         "pool_size": len(pool),
         "pools": _pool_counts(pool),
+        "unlisted": dict(pool.unlisted),  # left out of the listing (links, names), by reason
         "target_sizes": _target_sizes(target_set),
         "selected": selected,
         "eval_duplicates": duplicates,
@@ -184,12 +212,26 @@ def reselect(
     unless ``keep_eval_duplicates`` (default: the selection's own setting)."""
     started = time.perf_counter()
     scores_dir, out = Path(scores_dir), Path(out)
-    for name in (POOL_CSV, SCORES_NPY, SELECTION_JSON):
+    with runlock.hold(out):
+        return _reselect(scores_dir, out, fraction, count, seed, keep_eval_duplicates,
+                         started)
+
+
+def _reselect(scores_dir: Path, out: Path, fraction: float | None, count: int | None,
+              seed: int | None, keep_eval_duplicates: bool | None,
+              started: float) -> SelectionResult:
+    for name in (POOL_CSV, SCORES_NPY):
         if not (scores_dir / name).is_file():
             raise CondPretrainError(f"--scores: {scores_dir} has no {name} (not a selection folder)")
+    if not (scores_dir / SELECTION_JSON).is_file():
+        # selection.json is the set's completion marker (atomic.OutputSet)
+        raise CondPretrainError(f"--scores: {scores_dir} has no {SELECTION_JSON}: not a selection "
+                                "folder, or its run did not finish; run select again")
     previous = atomic.read_json(scores_dir / SELECTION_JSON)
+    if not isinstance(previous, dict) or not isinstance(previous.get("parameters"), dict):
+        raise CondPretrainError(f"--scores: {scores_dir / SELECTION_JSON} is not a selection record")
     pool = read_index_csv(scores_dir / POOL_CSV, "--scores")
-    scores = np.load(scores_dir / SCORES_NPY)
+    scores = load_scores(scores_dir / SCORES_NPY)
     if len(scores) != len(pool):
         raise CondPretrainError(
             f"--scores: {scores_dir / SCORES_NPY} has {len(scores)} scores for {len(pool)} pool images"
@@ -204,21 +246,37 @@ def reselect(
     duplicates = eval_duplicates.load(scores_dir, pool, previous.get("eval_duplicates"))
     chosen = rank_pool(scores, budget_size(len(pool), fraction, count), config.seed,
                        eval_duplicates.excluded(duplicates, config))
-    if out.resolve() != scores_dir.resolve():
-        atomic.link_or_copy(scores_dir / POOL_CSV, out / POOL_CSV)
-        atomic.link_or_copy(scores_dir / SCORES_NPY, out / SCORES_NPY)
+    with atomic.OutputSet(out, SELECTION_JSON) as outputs:
+        if out.resolve() != scores_dir.resolve():
+            atomic.link_or_copy(scores_dir / POOL_CSV, outputs.path(POOL_CSV))
+            atomic.link_or_copy(scores_dir / SCORES_NPY, outputs.path(SCORES_NPY))
+            if duplicates is not None:
+                atomic.link_or_copy(scores_dir / eval_duplicates.EVAL_DUPLICATES_CSV,
+                                    outputs.path(eval_duplicates.EVAL_DUPLICATES_CSV))
+            else:
+                outputs.remove(eval_duplicates.EVAL_DUPLICATES_CSV)
+        _write_subset(outputs.path(SUBSET_CSV), pool, scores, chosen)
+        seconds = time.perf_counter() - started
+        metadata = dict(previous, parameters=to_dict(config), seed=config.seed,
+                        selected=len(chosen), scores_from=str(scores_dir))
         if duplicates is not None:
-            atomic.link_or_copy(scores_dir / eval_duplicates.EVAL_DUPLICATES_CSV,
-                          out / eval_duplicates.EVAL_DUPLICATES_CSV)
-    _write_subset(out, pool, scores, chosen)
-    seconds = time.perf_counter() - started
-    metadata = dict(previous, parameters=to_dict(config), seed=config.seed, selected=len(chosen),
-                    scores_from=str(scores_dir))
-    if duplicates is not None:
-        metadata["eval_duplicates"] = eval_duplicates.metadata(duplicates, config, chosen)
-    metadata["timings"] = dict(previous.get("timings", {}), reselect=round(seconds, 3))
-    atomic.write_json(out / SELECTION_JSON, metadata)
+            metadata["eval_duplicates"] = eval_duplicates.metadata(duplicates, config, chosen)
+        metadata["timings"] = dict(previous.get("timings", {}), reselect=round(seconds, 3))
+        atomic.write_json(outputs.path(SELECTION_JSON), metadata)
     return SelectionResult(out, out / SUBSET_CSV, len(chosen), len(pool), seconds)
+
+
+def load_scores(path: Path) -> np.ndarray:
+    """A selection's scores.npy: one float per pool image; else a one-line error."""
+    try:
+        scores = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise CondPretrainError(f"--scores: {path} is not a readable scores file "
+                                f"({type(exc).__name__})") from None
+    if scores.ndim != 1 or not np.issubdtype(scores.dtype, np.floating):
+        raise CondPretrainError(f"--scores: {path} holds {scores.dtype} of shape "
+                                f"{scores.shape}, not one float score per pool image")
+    return scores
 
 
 def write_subset_shards(selection_dir: str | Path, per_shard: int = 10_000) -> list[Path]:
@@ -246,8 +304,8 @@ def library_versions() -> dict[str, str]:
             "numpy": np.__version__, "faiss": faiss.__version__, "pillow": PIL.__version__}
 
 
-def _write_subset(out: Path, pool: ImageIndex, scores: np.ndarray, chosen: np.ndarray) -> None:
-    write_index_csv(out / SUBSET_CSV, pool.take(chosen), score=scores[chosen],
+def _write_subset(path: Path, pool: ImageIndex, scores: np.ndarray, chosen: np.ndarray) -> None:
+    write_index_csv(path, pool.take(chosen), score=scores[chosen],
                     rank=np.arange(1, len(chosen) + 1))
 
 

@@ -155,3 +155,35 @@ def test_flags_override_yaml_and_yaml_overrides_the_preset(tmp_path: Path):
     config_file.write_text("clusters: 7\nkmeans-iters: 3\n")
     config = build_config(SelectConfig, "quick", config_file, kmeans_iters=4)
     assert (config.clusters, config.kmeans_iters, config.batch_size) == (7, 4, 64)
+
+
+@pytest.mark.parametrize("text, option", [
+    ('epochs: "one"\n', "epochs"), ('lr: "0.1"\n', "lr"), ("batch_size: 0.5\n", "batch_size"),
+    ("epochs: 1.5\n", "epochs"), ("amp: maybe\n", "amp"),
+])
+def test_wrong_typed_yaml_values_stop_before_any_work(tmp_path: Path, capsys, text, option):
+    """Typed YAML values must have the option's type (a flag's text is read as it); the
+    command stops on its first line, before it reads a single image."""
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text(text)
+    assert main(["pretrain", "--source", str(tmp_path / "no-pool"), "--out",
+                 str(tmp_path / "run"), "--config", str(config_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and option in err and str(config_file) in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_binary_config_file_is_one_line(tmp_path: Path, capsys):
+    config_file = tmp_path / "c.yaml"
+    config_file.write_bytes(bytes(range(256)) * 4)
+    assert main(["select", "--source", "p", "--out", str(tmp_path / "o"), "--config",
+                 str(config_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(config_file) in err
+
+
+def test_yaml_reads_exponents_as_numbers(tmp_path: Path):
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("lr: 1e-4\nweight_decay: 5E-5\n")
+    config = build_config(PretrainConfig, "paper", config_file)
+    assert (config.lr, config.weight_decay) == (1e-4, 5e-5)

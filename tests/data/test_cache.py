@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
+import logging
 import os
+import re
+import shutil
 import socket
 import time
 
@@ -18,6 +23,7 @@ from condpretrain.data.cache import (
     remove_stale_temps,
     stored_size,
 )
+from condpretrain.errors import CondPretrainError
 
 RED, GREY, BLUE = (255, 0, 0), (128, 128, 128), (0, 0, 255)
 
@@ -137,3 +143,69 @@ def test_workers_do_not_change_the_cache(images, tmp_path):
     assert np.array_equal(one.table, two.table)
     assert np.array_equal(np.load(one.images_file), np.load(two.images_file))
     assert isinstance(two, CachedImages)
+
+
+def test_too_little_free_space_is_one_line_error_before_writing(images, tmp_path, monkeypatch):
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda path: real(path)._replace(free=2_000))  # a nearly full disk
+    folder = tmp_path / "cache"
+    with pytest.raises(CondPretrainError) as info:
+        build_cache(images, 37, folder)
+    message = str(info.value)
+    assert "\n" not in message and str(folder) in message
+    assert re.search(r"needs about [\d.]+ [MG]B and the disk has 0.00 MB free", message)
+    assert not list(folder.iterdir())  # no temp file, no index
+
+
+def test_a_disk_that_fills_up_mid_write_is_one_line_error_and_leaves_no_temp(
+        images, tmp_path, monkeypatch):
+    class FullDisk(io.FileIO):
+        def write(self, data) -> int:
+            if self.tell() + len(data) > 300:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return super().write(data)
+
+    monkeypatch.setattr(cache, "open", lambda path, mode: FullDisk(path, "w"), raising=False)
+    folder = tmp_path / "cache"
+    with pytest.raises(CondPretrainError, match="disk filled up") as info:
+        build_cache(images, 37, folder)
+    assert "\n" not in str(info.value) and str(folder) in str(info.value)
+    assert not list(folder.iterdir())
+
+
+def test_the_estimate_is_generous_and_measured():
+    records = [b"x" * 1000, b"", b"x" * 3000]
+    assert cache.estimate_bytes(records, 100, 256) >= 2000 * 100 * 1.2
+    assert cache.estimate_bytes([b""], 10, 256) > 10 * 256 * 256 * 0.4  # nothing measured
+
+
+def test_unreadable_images_are_named_in_the_log_and_skipped(tmp_path, caplog):
+    wide = tmp_path / "wide.png"
+    Image.new("L", (1_000_000, 1)).save(wide)  # the aspect limit: never resized
+    good = bands(tmp_path / "good.png", 30, 20, [RED])
+    with caplog.at_level(logging.WARNING, logger="condpretrain"):
+        cached = build_cache([str(wide), good], 16, tmp_path / "cache")
+    assert cached.table[:, cache.LENGTH].tolist()[0] == 0 and cached.valid.tolist() == [False, True]
+    assert any("wide.png" in r.getMessage() and "32:1" in r.getMessage() for r in caplog.records)
+
+
+def test_a_damaged_record_gives_a_placeholder_and_the_reason(images, tmp_path):
+    cached = build_cache(images, 20, tmp_path / "cache")
+    start = int(cached.table[0, cache.OFFSET]) + 128  # after the .npy header
+    with open(cached.images_file, "r+b") as blob:  # a disk error over the first record
+        blob.seek(start)
+        blob.write(b"\0" * int(cached.table[0, cache.LENGTH]))
+    again = CachedImages(cached.images_file, cached.index_file, 20)
+    image, error = again.get(0)
+    assert not image.any() and "damaged cache record" in error
+    assert again.get(1)[1] == ""
+
+
+def test_cache_names_hash_paths_that_are_not_utf8(tmp_path):
+    one = cache.cache_files(tmp_path, ["/pool/caf\udce9.png"], 32)
+    two = cache.cache_files(tmp_path, ["/pool/cafe.png"], 32)
+    assert one != two
+    # a UTF-8 name keeps the key it always had: no valid cache is orphaned
+    assert cache.cache_files(tmp_path, ["/pool/é.png"], 32)[0].name == \
+        "images-32px-" + hashlib.sha1(f"{cache.FORMAT}\n32\n/pool/é.png\n".encode()).hexdigest()[:16] + ".npy"

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -73,3 +76,62 @@ def test_path_table_round_trips_unicode():
     paths = ["/a/b.jpg", "/ü/ñ/图.png", ""]
     table = PathTable(paths)
     assert [table[i] for i in range(len(table))] == paths
+
+
+def test_an_extreme_aspect_ratio_is_skipped_before_any_resize(tmp_path):
+    # 1,000,000 x 1: a few hundred bytes under the pixel limit; a short-side resize to
+    # 224 would make it a 224 x 224,000,000 tensor (150 GB).
+    wide = _save(Image.new("L", (1_000_000, 1)), tmp_path / "wide.png")
+    tall = _save(Image.new("RGB", (1, 200_000)), tmp_path / "tall.png")
+    assert os.path.getsize(wide) < 2_000
+    for path in (wide, tall):
+        with pytest.raises(UnreadableImageError, match="longer than 32:1") as info:
+            load_rgb(path)
+        assert os.path.basename(path) in str(info.value)
+    assert load_rgb(_save(Image.new("RGB", (320, 10)), tmp_path / "banner.png")).size == (320, 10)
+    # What scoring makes of it: a placeholder of the output size, and the reason.
+    image, _, _, error = ImageDataset([wide], eval_transform(224))[0]
+    assert image.shape == (3, 224, 224) and not image.any() and "32:1" in error
+
+
+@pytest.mark.parametrize("fmt", ["TGA", "PCX", "ICO", "SGI"])
+def test_formats_the_tool_does_not_read_are_refused_whatever_the_name(tmp_path, fmt):
+    path = tmp_path / "disguised.jpg"
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(path, fmt)
+    with pytest.raises(UnreadableImageError, match="disguised.jpg"):
+        load_rgb(str(path))
+
+
+def test_a_misnamed_image_of_a_format_the_tool_reads_still_decodes(tmp_path):
+    path = tmp_path / "really-a-png.jpg"
+    Image.new("RGB", (16, 8), (1, 2, 3)).save(path, "PNG")
+    assert load_rgb(str(path)).size == (16, 8)
+
+
+def test_a_fifo_named_like_an_image_is_skipped_not_waited_on(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def decode() -> None:
+        try:
+            load_rgb(str(fifo))
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            outcome.append(exc)
+
+    reader = threading.Thread(target=decode, daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():  # blocked in open(): let it go before failing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(10)
+        pytest.fail("decoding a FIFO blocked")
+    assert isinstance(outcome[0], UnreadableImageError) and "not a regular file" in str(outcome[0])
+
+
+def test_an_empty_declared_size_is_unreadable(tmp_path):
+    path = tmp_path / "empty.ppm"
+    path.write_bytes(b"P6\n0 7\n255\n")
+    with pytest.raises(UnreadableImageError, match="empty.ppm"):
+        load_rgb(str(path))

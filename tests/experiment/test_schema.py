@@ -226,6 +226,10 @@ def test_selection_has_no_per_mode_overrides(tmp_path: Path):
     refused(write(tmp_path, {"select": {mode: {"dc_epochs": 1}}}), f"select.{mode}")
 
 
-def test_section_values_are_converted(tmp_path: Path):
-    config = load_experiment(write(tmp_path, {"pretrain": {"lr": "1e-4", "batch-size": "8"}}))
-    assert config.pretrain == {"lr": 1e-4, "batch_size": 8}
+def test_section_values_are_typed_and_quoted_numbers_refused(tmp_path: Path):
+    path = tmp_path / "raw.yaml"  # written by hand: YAML 1.1 alone would read 1e-4 as text
+    path.write_text("pool: p\ntargets: {t: x}\npretrain: {lr: 1e-4, batch-size: 8}\n")
+    assert load_experiment(path).pretrain == {"lr": 1e-4, "batch_size": 8}
+    for key, value in (("lr", "0.1"), ("batch_size", "8"), ("epochs", 1.5)):
+        with pytest.raises(CondPretrainError, match=f"pretrain.{key}"):
+            load_experiment(write(tmp_path, {"pretrain": {key: value}}))

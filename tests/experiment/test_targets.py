@@ -32,7 +32,7 @@ def test_per_target_options_are_parsed(tmp_path: Path):
     config = load_experiment(write(tmp_path, {
         "targets": {"cars": "data/cars",
                     "fmow": {"path": "data/fmow", "finetune": {"optimizer": "adam",
-                                                               "moco": {"epochs": "3"}},
+                                                               "moco": {"epochs": 3}},
                              "select": {"batch-size": 8}}},
         "modes": ["supervised", "moco"],
         "finetune": {"epochs": 5, "lr": 0.05, "moco": {"epochs": 7}}}))

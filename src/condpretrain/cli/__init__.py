@@ -1,11 +1,13 @@
 """``condpretrain`` command line: subcommands only; the work happens in the API.
 
 Each command group lives in its own module with a ``register(subparsers)`` function.
-Known problems (:class:`CondPretrainError`) become one line on stderr and exit 2.
+Known problems (:class:`CondPretrainError`), and the machine's (a full or read-only
+disk), become one line on stderr and exit 2.
 """
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Sequence
 
@@ -16,6 +18,9 @@ from condpretrain.log import configure_cli_logging
 from condpretrain.version import __version__
 
 COMMAND_GROUPS = (select, train, experiment, downstream)
+# OSErrors that say what is wrong with the machine, not with the tool: one line each.
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                                errno.EPERM, errno.EFBIG, errno.EIO, errno.ENAMETOOLONG})
 
 
 def build_parser() -> OneLineParser:
@@ -39,11 +44,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except CondPretrainError as exc:
-        print(f"condpretrain {args.command}: error: {exc}", file=sys.stderr)
+        print(f"condpretrain {args.command}: error: {_printable(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the machine's fault (disk full, read-only...), not a bug
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"condpretrain {args.command}: error: {_printable(f'{exc.strerror}{where}')}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"condpretrain {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _printable(text: str) -> str:
+    """``text`` safe for one terminal line: control characters (escape codes in a file
+    name, newlines, undecodable bytes) shown escaped, never sent raw."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def flag_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     for opt in options(cls):
         raw = getattr(args, opt.name, None)
         if raw is not None:
-            found[opt.name] = check_value(opt, raw, opt.flag)
+            found[opt.name] = check_value(opt, raw, opt.flag, text=True)
     return found
 
 

@@ -7,6 +7,7 @@ be rebuilt.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,13 +49,29 @@ def build_config(
     return config
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-4`` (no dot) as text; read it as the number it is meant to be,
+    so that a quoted "0.1" stays the only way to write text where a number belongs."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def yaml_loads(text: str) -> Any:
+    """YAML text as the config files read it (see ``_Loader``)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML file holding a mapping at the top level; a bad file is a one-line error."""
     path = Path(path)
     if not path.is_file():
         raise CondPretrainError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml_loads(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise CondPretrainError(f"{path}: not valid YAML ({_first_line(exc)})") from None
     if not isinstance(data, dict):
@@ -70,4 +87,4 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-__all__ = ["PRESET_NAMES", "build_config", "load_yaml", "to_dict"]
+__all__ = ["PRESET_NAMES", "build_config", "load_yaml", "yaml_loads", "to_dict"]

@@ -97,12 +97,17 @@ def option_map(cls: type) -> dict[str, Option]:
 # --------------------------------------------------------------------------- the validation
 
 
-def check_value(opt: Option, value: Any, name: str) -> Any:
+def check_value(opt: Option, value: Any, name: str, text: bool = False) -> Any:
     """``value`` converted to the option's type and checked against its choices and
-    bounds; ``name`` is how the user spelled the option (for the one-line error)."""
+    bounds; ``name`` is how the user spelled the option (for the one-line error).
+
+    ``text``: the value is a flag's text, to be read as the option's type. Values from
+    YAML or Python are typed already and must have the right type: ``epochs: "one"``,
+    ``fraction: "0.1"`` (quoted) and ``epochs: 1.5`` are errors, not guesses.
+    """
     if opt.parse is not None and value is not None:
         value = opt.parse(value)
-    value = _convert(opt.type, value, name)
+    value = _convert(opt.type, value, name, text)
     if isinstance(value, (list, tuple)):
         _check_items(opt, value, name)
     for item in _items(value):
@@ -140,23 +145,23 @@ def _items(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _convert(kind: Any, value: Any, name: str) -> Any:
+def _convert(kind: Any, value: Any, name: str, text: bool) -> Any:
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, name)
+        return _convert(inner[0], value, name, text)
     if origin in (list, tuple):
-        items = _split(value)
+        items = _split(value) if text or not isinstance(value, str) else [value]
         element = args[0] if args else str
-        converted = [_convert(element, item, name) for item in items]
+        converted = [_convert(element, item, name, text) for item in items]
         return tuple(converted) if origin is tuple else converted
     if origin is dict or kind is dict:
         if not isinstance(value, dict):
             raise CondPretrainError(f"{name}: expected a mapping of key: value, got {value!r}")
         return dict(value)
-    return _scalar(kind, value, name)
+    return _scalar(kind, value, name, text)
 
 
 def _split(value: Any) -> list[Any]:
@@ -169,19 +174,19 @@ def _split(value: Any) -> list[Any]:
     return [value]
 
 
-def _scalar(kind: Any, value: Any, name: str) -> Any:
+def _scalar(kind: Any, value: Any, name: str, text: bool) -> Any:
     if kind is Any:
         return value
     if kind is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+        if text and isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
             return value.lower() in ("true", "yes")
         raise CondPretrainError(f"{name}: expected true or false, got {value!r}")
     if kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, str):
+        if text and isinstance(value, str):
             try:
                 return int(value.strip())
             except ValueError:
@@ -190,8 +195,8 @@ def _scalar(kind: Any, value: Any, name: str) -> Any:
     if kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        if isinstance(value, str):
-            try:  # YAML reads 1e-4 (no dot) as text
+        if text and isinstance(value, str):
+            try:
                 return float(value.strip())
             except ValueError:
                 pass

@@ -6,8 +6,9 @@ saves, so a run stores its images once, at ``stored_size(resolution)`` (256 for 
 * the **whole image** is kept, so random-resized crops reach its edges as the reference
   recipes' crops do: the short side is resized (bilinear, antialiased) to the stored
   size, the long side in proportion; an image longer than ``MAX_ASPECT`` : 1 is first
-  cut to that ratio around its centre (a 1,000,000 x 1 file would otherwise become a
-  224 x 224,000,000 tensor);
+  cut to that ratio around its centre, before any resize (one longer than 32:1, such
+  as a 1,000,000 x 1 file that would become a 224 x 224,000,000 tensor, is refused by
+  the decoder: ``images.MAX_DECODE_ASPECT``);
 * each image is one **JPEG record** (quality 90, no chroma subsampling), as FFCV stores
   ImageNet: the raw pixels of whole images at 256 px would take ~335 GB for ImageNet,
   the records ~47 GB (the README has the arithmetic and the measured decode cost);
@@ -24,13 +25,16 @@ so a changed subset never reads a stale cache.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import itertools
 import os
+import shutil
 import socket
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +45,7 @@ from torchvision.transforms import v2
 
 from condpretrain import atomic
 from condpretrain.data.images import load_rgb
-from condpretrain.errors import UnreadableImageError
+from condpretrain.errors import CondPretrainError, UnreadableImageError
 from condpretrain.log import get_logger, progress_bar
 
 log = get_logger(__name__)
@@ -50,6 +54,12 @@ MAX_ASPECT = 4.0  # long side : short side kept; longer images lose both ends of
 JPEG_QUALITY = 90
 FORMAT = f"jpeg-q{JPEG_QUALITY}-444-aspect{MAX_ASPECT:g}"  # in the cache key: a new format, a new cache
 UNREADABLE = "unreadable image (skipped when cached)"
+# Free space asked for before a build: the records' size measured on the first batch
+# (or guessed from ImageNet's, 0.42 bytes per stored pixel, when none of it decodes),
+# plus this margin for the rest being larger.
+SPACE_MARGIN = 1.25
+PRIOR_BYTES_PER_PIXEL = 0.5
+LISTED_UNREADABLE = 20  # unreadable images named one by one in the log; the rest counted
 
 # Columns of the index table.
 OFFSET, LENGTH, HEIGHT, WIDTH, ORIGINAL_HEIGHT, ORIGINAL_WIDTH = range(6)
@@ -65,11 +75,11 @@ def bound_aspect(image: Image.Image, max_aspect: float = MAX_ASPECT) -> Image.Im
     """``image``, its long side cut around the centre to at most ``max_aspect`` x the short."""
     width, height = image.size
     if width > max_aspect * height:
-        keep = int(round(max_aspect * height))
+        keep = max(1, int(round(max_aspect * height)))
         left = (width - keep) // 2
         return image.crop((left, 0, left + keep, height))
     if height > max_aspect * width:
-        keep = int(round(max_aspect * width))
+        keep = max(1, int(round(max_aspect * width)))
         top = (height - keep) // 2
         return image.crop((0, top, width, top + keep))
     return image
@@ -96,9 +106,13 @@ def encode_record(pixels: torch.Tensor) -> bytes:
 
 
 def decode_record(record: np.ndarray | bytes) -> torch.Tensor:
-    """uint8 ``3 x H x W`` from one record."""
-    with Image.open(io.BytesIO(record)) as image:
-        return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    """uint8 ``3 x H x W`` from one record; :class:`UnreadableImageError` when the record
+    is damaged (a cache file hit by a disk error must not stop training)."""
+    try:
+        with Image.open(io.BytesIO(record), formats=("JPEG",)) as image:
+            return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure on damaged bytes
+        raise UnreadableImageError(f"damaged cache record ({type(exc).__name__}: {exc})") from None
 
 
 def prepare(path: str, size: int, max_pixels: int) -> tuple[bytes, tuple[int, ...]]:
@@ -123,9 +137,9 @@ class DecodedImages:
     def get(self, index: int) -> tuple[torch.Tensor, str]:
         try:
             record, _ = prepare(self.paths[index], self.size, self.max_pixels)
+            return decode_record(record), ""
         except UnreadableImageError as exc:
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), str(exc)
-        return decode_record(record), ""
 
 
 class CachedImages:
@@ -152,7 +166,10 @@ class CachedImages:
         if not self.valid[index]:
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), UNREADABLE
         start, length = int(self.table[index, OFFSET]), int(self.table[index, LENGTH])
-        return decode_record(self._records()[start:start + length]), ""
+        try:
+            return decode_record(self._records()[start:start + length]), ""
+        except UnreadableImageError as exc:
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), str(exc)
 
     def original_size(self, index: int) -> tuple[int, int]:
         """The true (height, width) of image ``index`` as decoded (0, 0 when unreadable)."""
@@ -166,7 +183,7 @@ class CachedImages:
 def cache_files(folder: Path, paths: Sequence[str], size: int) -> tuple[Path, Path]:
     digest = hashlib.sha1(f"{FORMAT}\n{size}\n".encode())
     for path in paths:
-        digest.update(os.fsdecode(path).encode() + b"\n")
+        digest.update(os.fsencode(path) + b"\n")  # bytes: a non-UTF-8 name hashes too
     key = digest.hexdigest()[:16]
     return folder / f"images-{size}px-{key}.npy", folder / f"index-{size}px-{key}.npy"
 
@@ -195,6 +212,12 @@ def build_cache(
         table = _write_records(tmp, paths, size, workers, max_pixels)
         atomic.save_npy(index_file, table)  # first: the blob appearing is what marks the cache done
         os.replace(tmp, images_file)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise CondPretrainError(f"{folder}: the disk filled up while the image cache was "
+                                f"written ({exc.strerror}); free space there or give another "
+                                "--cache-dir") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -210,18 +233,29 @@ def _write_records(tmp: Path, paths: Sequence[str], size: int, workers: int,
     table = np.zeros((len(paths), 6), dtype=np.int64)
     loader = DataLoader(_Prepare(paths, size, max_pixels), batch_size=64, num_workers=workers,
                         collate_fn=_as_list)
+    batches: Iterator[list] = iter(loader)
+    first = next(batches, [])
+    # Before the first byte is written: a disk that fills up mid-build leaves a run that
+    # failed late; say so now, with the sizes.
+    require_space(tmp.parent, estimate_bytes([r for r, _, _ in first], len(paths), size))
     done = offset = 0
+    unreadable: list[str] = []
+    # A plain file, written in order (never a memory map): a full disk is an OSError
+    # (ENOSPC) the caller turns into one line and a removed temp file, not a SIGBUS.
     with open(tmp, "wb") as out, progress_bar(len(paths), desc=f"caching {size}px",
                                               unit="img") as bar:
         out.write(_blob_header(0))  # rewritten once the length is known
-        for batch in loader:
-            for record, shape in batch:
+        for batch in itertools.chain([first], batches):
+            for record, shape, error in batch:
                 if record:
                     table[done] = (offset, len(record), *shape)
                     out.write(record)
                     offset += len(record)
+                else:
+                    unreadable.append(error)
                 done += 1
             bar.update(len(batch))
+        _log_unreadable(unreadable)
         out.seek(0)
         out.write(_blob_header(offset))
         out.flush()
@@ -238,6 +272,36 @@ def _blob_header(length: int) -> bytes:
     text = f"{{'descr': '|u1', 'fortran_order': False, 'shape': ({length},), }}"
     text = text.ljust(_HEADER_BYTES - 10 - 1) + "\n"
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
+
+
+def estimate_bytes(records: Sequence[bytes], count: int, size: int) -> int:
+    """Generous size of a cache of ``count`` images at ``size`` from a sample of its
+    ``records`` (b"" for an unreadable image): their mean length, with a margin."""
+    good = [len(r) for r in records if r]
+    per_image = sum(good) / len(good) if good else PRIOR_BYTES_PER_PIXEL * size * size * 4 / 3
+    index_bytes = 6 * 8 * count
+    return int(SPACE_MARGIN * per_image * count) + index_bytes + _HEADER_BYTES
+
+
+def require_space(folder: Path, needed: int) -> None:
+    """A one-line :class:`CondPretrainError` when ``folder``'s disk has not ``needed`` bytes."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise CondPretrainError(
+            f"{folder}: the image cache needs about {_gb(needed)} and the disk has "
+            f"{_gb(free)} free; free space there, give another --cache-dir or use --no-cache")
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1e9:.2f} GB" if size >= 1e7 else f"{size / 1e6:.2f} MB"
+
+
+def _log_unreadable(errors: list[str]) -> None:
+    """Name the images the cache could not store (each is skipped by training)."""
+    for error in errors[:LISTED_UNREADABLE]:
+        log.warning("skipped, unreadable: %s", error)
+    if len(errors) > LISTED_UNREADABLE:
+        log.warning("... and %d more unreadable images skipped", len(errors) - LISTED_UNREADABLE)
 
 
 def remove_stale_temps(folder: Path, max_age_s: float = 86_400.0) -> list[Path]:
@@ -281,11 +345,11 @@ class _Prepare(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[bytes, tuple[int, ...]]:
+    def __getitem__(self, index: int) -> tuple[bytes, tuple[int, ...], str]:
         try:
-            return prepare(self.paths[index], self.size, self.max_pixels)
-        except UnreadableImageError:
-            return b"", ()
+            return (*prepare(self.paths[index], self.size, self.max_pixels), "")
+        except UnreadableImageError as exc:
+            return b"", (), str(exc)
 
 
 def _as_list(items: list) -> list:

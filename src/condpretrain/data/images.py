@@ -9,6 +9,8 @@ sample flagged with the reason, which the consumer masks out.
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -19,7 +21,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 # The extensions are re-exported: callers have always found them here.
-from condpretrain.data.extensions import IMAGE_EXTENSIONS, is_image_file  # noqa: F401
+from condpretrain.data.extensions import DECODERS, IMAGE_EXTENSIONS, is_image_file  # noqa: F401
 from condpretrain.data.shards import is_member_path, read_member
 from condpretrain.errors import UnreadableImageError
 
@@ -29,19 +31,24 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Truncated files must fail loudly rather than decode as half-grey images.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
+# Long side : short side accepted. The pixel limit counts source pixels, but every
+# consumer resizes the short side to a few hundred pixels: a 1,000,000 x 1 PNG of a few
+# hundred bytes passes the limit and would become a 224 x 224,000,000 tensor (150 GB).
+# Bounding the ratio bounds what any resize makes of an image (at most 32 x R^2 pixels
+# at resolution R); web banners (~10:1) and phone panoramas (~8:1) stay in.
+MAX_DECODE_ASPECT = 32.0
+
 
 def load_rgb(path: str, max_pixels: int = 178_956_970) -> Image.Image:
     """Decode ``path`` to an RGB image or raise :class:`UnreadableImageError`."""
     try:
         with warnings.catch_warnings():
-            # We enforce our own pixel limit below; Pillow's warning would only be noise.
+            # We enforce our own limits below; Pillow's warnings (pixel count, corrupt
+            # EXIF) would only be noise in the log of a million-image run.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(_open_source(path)) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise UnreadableImageError(
-                        f"{path}: {width}x{height} pixels is over the limit of {max_pixels}"
-                    )
+            warnings.simplefilter("ignore", UserWarning)
+            with Image.open(_open_source(path), formats=DECODERS) as image:
+                check_size(path, *image.size, max_pixels)
                 image = ImageOps.exif_transpose(image)
                 image.load()
                 return to_rgb(image)
@@ -49,11 +56,33 @@ def load_rgb(path: str, max_pixels: int = 178_956_970) -> Image.Image:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise UnreadableImageError(f"{path}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001
+        # The bytes are untrusted and a decoder may fail on them in ways nobody listed
+        # (struct.error, IndexError, MemoryError, ...): one skipped image, not a dead run.
+        raise UnreadableImageError(f"{path}: {type(exc).__name__}: {exc}") from None
+
+
+def check_size(path: str, width: int, height: int, max_pixels: int) -> None:
+    """Raise :class:`UnreadableImageError` for a declared size nothing should decode."""
+    if width < 1 or height < 1:
+        raise UnreadableImageError(f"{path}: declares an empty {width}x{height} image")
+    if width * height > max_pixels:
+        raise UnreadableImageError(
+            f"{path}: {width}x{height} pixels is over the limit of {max_pixels}")
+    if max(width, height) > MAX_DECODE_ASPECT * min(width, height):
+        raise UnreadableImageError(
+            f"{path}: {width}x{height} is longer than {MAX_DECODE_ASPECT:g}:1 (the aspect limit)")
 
 
 def _open_source(path: str) -> str | io.BytesIO:
-    """A file path, or the bytes of a member of a WebDataset shard (``x.tar#key.jpg``)."""
-    return io.BytesIO(read_member(path)) if is_member_path(path) else path
+    """A file path, or the bytes of a member of a WebDataset shard (``x.tar#key.jpg``).
+    Only a regular file is opened: a FIFO named ``x.jpg`` would block the run for ever,
+    ``/dev/zero`` would feed it without end."""
+    if is_member_path(path):
+        return io.BytesIO(read_member(path))
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise UnreadableImageError(f"{path}: not a regular file")
+    return path
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -100,10 +129,12 @@ class PathTable:
 
     A list of a million Python strings is copied page by page into every DataLoader
     worker as reference counts are touched; two numpy arrays are shared for free.
+    A name that is not valid UTF-8 (Python holds its bytes as surrogate escapes) comes
+    back as it went in.
     """
 
     def __init__(self, paths: Sequence[str]) -> None:
-        encoded = [p.encode("utf-8") for p in paths]
+        encoded = [p.encode("utf-8", "surrogateescape") for p in paths]
         self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(e) for e in encoded], out=self._offsets[1:])
         self._blob = np.frombuffer(b"".join(encoded), dtype=np.uint8) if encoded else np.zeros(0, np.uint8)
@@ -113,7 +144,7 @@ class PathTable:
 
     def __getitem__(self, index: int) -> str:
         start, end = self._offsets[index], self._offsets[index + 1]
-        return self._blob[start:end].tobytes().decode("utf-8")
+        return self._blob[start:end].tobytes().decode("utf-8", "surrogateescape")
 
 
 class ImageDataset(Dataset):

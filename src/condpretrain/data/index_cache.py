@@ -25,7 +25,9 @@ from condpretrain.atomic import atomic_open
 from condpretrain.log import get_logger
 
 log = get_logger(__name__)
-FORMAT_VERSION = 1
+# 2: symbolic links followed once, names that are not UTF-8 skipped, what was left out
+# counted (``skipped``); a listing of version 1 may hold one image many times over.
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -33,6 +35,7 @@ class FolderListing:
     paths: list[str] = field(default_factory=list)  # relative to the root
     labels: list[str] = field(default_factory=list)
     folders: dict[str, int] = field(default_factory=dict)  # relative folder -> mtime_ns
+    skipped: dict[str, int] = field(default_factory=dict)  # what was left out -> how many
 
 
 def index_cache_dir() -> Path | None:
@@ -49,7 +52,7 @@ def cached_listing(root: Path, build: Callable[[Path], FolderListing]) -> Folder
     if cache is None:
         return build(root)
     root = root.resolve()
-    file = cache / f"{hashlib.sha256(str(root).encode()).hexdigest()[:24]}.json.gz"
+    file = cache / f"{hashlib.sha256(os.fsencode(root)).hexdigest()[:24]}.json.gz"
     listing = _load(file, root)
     if listing is not None and _unchanged(root, listing.folders):
         log.debug("pool index of %s from %s", root, file)
@@ -59,21 +62,25 @@ def cached_listing(root: Path, build: Callable[[Path], FolderListing]) -> Folder
         with atomic_open(file, "wb") as handle, gzip.GzipFile(fileobj=handle, mode="wb") as gz:
             gz.write(json.dumps({"version": FORMAT_VERSION, "root": str(root),
                                  "paths": listing.paths, "labels": listing.labels,
-                                 "folders": listing.folders}).encode("utf-8"))
+                                 "folders": listing.folders,
+                                 "skipped": listing.skipped}).encode("utf-8"))
     except OSError as exc:  # a read-only home must not stop the run
         log.warning("cannot save the pool index to %s (%s)", file, exc)
     return listing
 
 
 def _load(file: Path, root: Path) -> FolderListing | None:
+    """The saved listing of ``root``; None when absent, of another version, or damaged
+    (a damaged file is only a cache miss: the folder is listed again)."""
     try:
         with gzip.open(file, "rb") as handle:
             data = json.loads(handle.read())
-    except (OSError, ValueError):
+        if data.get("version") != FORMAT_VERSION or data.get("root") != str(root):
+            return None
+        return FolderListing(list(data["paths"]), list(data["labels"]), dict(data["folders"]),
+                             dict(data["skipped"]))
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if data.get("version") != FORMAT_VERSION or data.get("root") != str(root):
-        return None
-    return FolderListing(data["paths"], data["labels"], data["folders"])
 
 
 def _unchanged(root: Path, folders: dict[str, int]) -> bool:

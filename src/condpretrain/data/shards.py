@@ -17,8 +17,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from condpretrain.atomic import atomic_open
-from condpretrain.data.extensions import is_image_file
+from condpretrain.data.extensions import is_image_file, is_utf8
 from condpretrain.errors import CondPretrainError
+from condpretrain.log import get_logger
+
+log = get_logger(__name__)
 
 MEMBER_SEPARATOR = "#"
 LABEL_EXTENSIONS = (".cls", ".label")
@@ -71,6 +74,7 @@ def read_member(path: str) -> bytes:
 def index_shards(pattern: str, option: str = "--source") -> tuple[list[str], list[str]]:
     """(member paths, labels) of every image sample in the shards ``pattern`` names."""
     paths, labels = [], []
+    left_out = 0
     for shard in expand_braces(pattern):
         if not Path(shard).is_file():
             raise CondPretrainError(f"{option}: no such shard: {shard}")
@@ -79,8 +83,14 @@ def index_shards(pattern: str, option: str = "--source") -> tuple[list[str], lis
         except (tarfile.TarError, OSError) as exc:
             raise CondPretrainError(f"{option}: {shard} is not a readable tar shard ({exc})") from None
         for image_member, label in samples:
+            if not is_utf8(image_member) or label is None:
+                left_out += 1  # written to UTF-8 outputs, such a sample could not be named
+                continue
             paths.append(f"{shard}{MEMBER_SEPARATOR}{image_member}")
             labels.append(label)
+    if left_out:
+        log.warning("%s: left out %d samples whose name or label is not valid UTF-8",
+                    pattern, left_out)
     if not paths:
         raise CondPretrainError(f"{option}: no images found in the shards {pattern}")
     return paths, labels
@@ -118,8 +128,9 @@ def _member_table(shard: str) -> dict[str, tuple[int, int]]:
         return {m.name: (m.offset_data, m.size) for m in tar if m.isfile()}
 
 
-def _samples(shard: str) -> list[tuple[str, str]]:
-    """(image member, label) per sample key, in the shard's order."""
+def _samples(shard: str) -> list[tuple[str, str | None]]:
+    """(image member, label) per sample key, in the shard's order; the label is None
+    when its file is not UTF-8 text."""
     images: dict[str, str] = {}
     label_members: dict[str, str] = {}
     for name in _member_table(shard):
@@ -130,9 +141,13 @@ def _samples(shard: str) -> list[tuple[str, str]]:
             label_members[key] = name
     samples = []
     for key, member in images.items():
-        label = ""
+        label: str | None = ""
         if key in label_members:
-            label = read_member(f"{shard}{MEMBER_SEPARATOR}{label_members[key]}").decode().strip()
+            data = read_member(f"{shard}{MEMBER_SEPARATOR}{label_members[key]}")
+            try:
+                label = data.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                label = None
         samples.append((member, label))
     return samples
 

@@ -21,15 +21,15 @@ from __future__ import annotations
 import csv
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from condpretrain.atomic import atomic_open
-from condpretrain.data.images import is_image_file
+from condpretrain.data.extensions import is_image_file, is_utf8
 from condpretrain.data.index_cache import FolderListing, cached_listing
+from condpretrain.data.listing import list_folder
 from condpretrain.data.shards import index_shards, is_shard_spec
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
@@ -52,6 +52,9 @@ class ImageIndex:
     paths: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     pools: list[str] = field(default_factory=list)
+    # What listing the folders left out, e.g. {"names not valid UTF-8": 2}; not part
+    # of the index's identity (a pool.csv read back has none).
+    unlisted: dict[str, int] = field(default_factory=dict, compare=False)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -83,6 +86,8 @@ class ImageIndex:
             merged.paths += part.paths
             merged.labels += part.labels
             merged.pools += part.pools
+            for reason, count in part.unlisted.items():
+                merged.unlisted[reason] = merged.unlisted.get(reason, 0) + count
         return merged
 
 
@@ -105,15 +110,17 @@ class Target:
 
 
 def parse_spec(spec: str) -> tuple[str, Path]:
-    """``NAME=PATH`` or ``PATH`` (the name is then the folder's or file's stem)."""
+    """``NAME=PATH`` or ``PATH`` (the name is then the folder's or file's stem). The path
+    comes back absolute, so the pool.csv / subset.csv written from it name images that
+    any working directory finds."""
     name, sep, path = spec.partition("=")
     if sep and name and not os.path.exists(spec):
-        return name, Path(path)
+        return name, Path(os.path.abspath(path))
     path = Path(spec)
     if path.suffix.lower() in (".csv", ".tar"):
         # pool-{000000..000127}.tar -> "pool"
-        return re.split(r"[-_]?\{", path.stem)[0] or "pool", path
-    return path.name or "pool", path
+        return re.split(r"[-_]?\{", path.stem)[0] or "pool", Path(os.path.abspath(path))
+    return path.name or "pool", Path(os.path.abspath(path))
 
 
 def open_pool(specs: list[str] | str, option: str = "--source") -> ImageIndex:
@@ -136,6 +143,7 @@ def open_pool(specs: list[str] | str, option: str = "--source") -> ImageIndex:
 def open_target(spec: str, option: str = "--target") -> Target:
     """A target dataset: its train split, and its test (or val) split when it has one."""
     name, path = parse_spec(spec)
+    _require_utf8(path, option)
     _require_exists(path, option)
     voc = voc_root(path)
     if voc is not None:
@@ -226,6 +234,7 @@ def read_index_csv(path: str | Path, option: str = "--subset") -> ImageIndex:
 def _read_source(
     path: Path, name: str, option: str, splits: tuple[str, ...] | None, allow_empty: bool = False
 ) -> ImageIndex:
+    _require_utf8(path, option)
     if is_shard_spec(str(path)):
         paths, labels = index_shards(str(path), option)
         return ImageIndex(paths, labels, [name] * len(paths))
@@ -245,37 +254,17 @@ def _read_folder(root: Path, name: str, option: str) -> ImageIndex:
             f"{option}: no images found in {root} "
             "(expected ROOT/<class>/<image>, ROOT/train/<class>/<image> or a flat image folder)"
         )
+    if listing.skipped:
+        log.warning("%s: left out %s", root,
+                    ", ".join(f"{reason}: {n}" for reason, n in listing.skipped.items()))
     return ImageIndex([os.path.join(root, p) for p in listing.paths], listing.labels,
-                      [name] * len(listing.paths))
+                      [name] * len(listing.paths), dict(listing.skipped))
 
 
 def _list_folder(root: Path) -> FolderListing:
-    """Walk the class folders in parallel threads (listing is I/O bound)."""
-    entries = sorted(os.scandir(root), key=lambda e: e.name)
-    class_dirs = [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
-    listing = FolderListing(folders={".": os.stat(root).st_mtime_ns})
-    with ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 1) * 4)) as pool:
-        for class_name, (files, folders) in zip(
-            class_dirs, pool.map(lambda d: _walk_images(root, d), class_dirs), strict=True
-        ):
-            listing.paths += files
-            listing.labels += [class_name] * len(files)
-            listing.folders.update(folders)
-    if not listing.paths:  # a flat, unlabelled folder
-        listing.paths = [e.name for e in entries if e.is_file() and is_image_file(e.name)]
-        listing.labels = [""] * len(listing.paths)
-    return listing
-
-
-def _walk_images(root: Path, folder: str) -> tuple[list[str], dict[str, int]]:
-    """Image paths (relative to ``root``) under ``folder``, and each folder's mtime."""
-    found, folders = [], {}
-    for current, dirs, files in os.walk(os.path.join(root, folder), followlinks=True):
-        dirs.sort()
-        relative = os.path.relpath(current, root)
-        folders[relative] = os.stat(current).st_mtime_ns
-        found.extend(os.path.join(relative, f) for f in sorted(files) if is_image_file(f))
-    return found, folders
+    """The folder's listing (see :mod:`~condpretrain.data.listing`: links followed once,
+    names that are not UTF-8 skipped, both counted)."""
+    return list_folder(root)
 
 
 def _read_manifest(
@@ -318,6 +307,14 @@ def _read_csv_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]
         raise CondPretrainError(f"{path}: not a UTF-8 text CSV file") from None
     except csv.Error as exc:
         raise CondPretrainError(f"{path}: malformed CSV ({exc})") from None
+
+
+def _require_utf8(path: Path, option: str) -> None:
+    """Image paths are written to UTF-8 files (pool.csv, subset.csv): a pool whose own
+    path is not valid UTF-8 could be scored but never written down."""
+    if not is_utf8(str(path)):
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise CondPretrainError(f"{option}: the path {shown} is not valid UTF-8; rename it")
 
 
 def _require_exists(path: Path, option: str) -> None:

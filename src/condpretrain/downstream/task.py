@@ -20,12 +20,14 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 from torch.utils.flop_counter import FlopCounterMode
 
+from condpretrain import runlock
 from condpretrain.config import to_dict
 from condpretrain.device import device_kind, prepare_model, seed_everything
 from condpretrain.dist import DistContext, distributed, gather, unwrap, wrap_ddp
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
 from condpretrain.registry import DOWNSTREAM_TASKS, LAST
+from condpretrain.train.common import check_resume
 from condpretrain.train.data import SeededDataset, make_loader
 from condpretrain.train.loop import Recorder, Schedule, Trainer, TrainTask, restore
 from condpretrain.train.run import CostMeter, RunDir
@@ -52,6 +54,8 @@ class DownstreamTask(Generic[Item]):
     voc_example: ClassVar[str] = "VOCdevkit/VOC2007"  # shown in --voc's help
     # How many VOC folders it takes: 1, or None for one or more (--voc repeated).
     voc_folders: ClassVar[int | None] = 1
+    # Options a resumed, unfinished run may change: its length (the lr schedule follows).
+    extendable: ClassVar[tuple[str, ...]] = ("epochs", "iterations")
     sync_bn: bool = True  # pool BN statistics over the processes (few images per GPU)
     collate: Callable[[list], Any] | None = None
 
@@ -109,11 +113,16 @@ class DownstreamTask(Generic[Item]):
         Resuming a finished run returns its stored result instead."""
         self.config.validate()
         with distributed(self.config.device, self.config.deterministic,
-                         self.cudnn_benchmark) as (ctx, device):
+                         self.cudnn_benchmark) as (ctx, device), runlock.hold(out, ctx):
             run = RunDir(out, ctx.rank)
-            if resume and run.finished():
-                log.info("%s is finished; its result stands", run.path)
-                return run.read_result() or {}
+            if resume:
+                # An unfinished run may be extended (a longer schedule); a finished one
+                # is returned only for the options that made it.
+                check_resume(run, self.config, {"voc": self._voc_input()},
+                             may_differ=() if run.finished() else self.extendable)
+                if run.finished():
+                    log.info("%s is finished; its result stands", run.path)
+                    return run.read_result() or {}
             run.prepare(resume)
             return self._run(run, resume, ctx, device)
 
@@ -135,9 +144,10 @@ class DownstreamTask(Generic[Item]):
         cost = CostMeter.start(resumed.cost, device_kind=device_kind(device),
                                device_count=ctx.world_size,
                                flops_per_image=self._training_flops(model, dataset, batch, device))
-        voc = [str(v) for v in self.vocs] if len(self.vocs) > 1 else str(self.voc)
-        run.save_config({"command": self.name, "voc": voc, "config": to_dict(config),
-                         "train_images": len(train_items), "test_images": len(test_items)})
+        voc = self._voc_input()
+        run.save_config({"command": self.name, "voc": voc, "inputs": {"voc": voc},
+                         "config": to_dict(config), "train_images": len(train_items),
+                         "test_images": len(test_items)})
 
         def loader(epoch: int, skip: int):
             return make_loader(dataset, batch_size=batch, workers=config.workers, epoch=epoch,
@@ -159,6 +169,9 @@ class DownstreamTask(Generic[Item]):
         run.write_cost(cost, status="done", iteration=schedule.iterations)
         run.write_result(result)
         return gather(result, ctx)[0]  # rank 0's result for every process
+
+    def _voc_input(self) -> str | list[str]:
+        return [str(v) for v in self.vocs] if len(self.vocs) > 1 else str(self.voc)
 
     def _trainer(self, model: nn.Module, schedule: Schedule, ctx: DistContext,
                  device: torch.device) -> Trainer:

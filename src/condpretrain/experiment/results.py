@@ -84,13 +84,17 @@ def read_results(path: str | Path) -> list[Row]:
     path = Path(path)
     if not path.is_file():
         return []
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in KEY_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise CondPretrainError(f"{path}: not a results table (missing columns: "
-                                    f"{', '.join(missing)})")
-        return [{k: v or "" for k, v in row.items() if k is not None} for row in reader]
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in KEY_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise CondPretrainError(f"{path}: not a results table (missing columns: "
+                                        f"{', '.join(missing)})")
+            return [{k: v or "" for k, v in row.items() if k is not None} for row in reader]
+    except (UnicodeDecodeError, csv.Error) as exc:  # binary, or NUL bytes in it
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        raise CondPretrainError(f"{path}: not a results table ({reason})") from None
 
 
 def shared_work(row: Row) -> dict[str, float]:

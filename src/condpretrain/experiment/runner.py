@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from condpretrain import atomic
+from condpretrain import atomic, runlock
 from condpretrain.config import (
     FinetuneConfig,
     PretrainConfig,
@@ -126,7 +126,10 @@ class Experiment:
         return config.arch or PRETRAIN_METHODS.get_class(mode).arch
 
     def run(self) -> ExperimentResult:
-        self.out.mkdir(parents=True, exist_ok=True)
+        with runlock.hold(self.out):  # one grid at a time into a folder
+            return self._run()
+
+    def _run(self) -> ExperimentResult:
         self.check_same_settings()
         atomic.write_text(self.out / "experiment.yaml", self.config.to_yaml())
         results = self.out / RESULTS_FILE
@@ -156,7 +159,9 @@ class Experiment:
             return
         try:
             before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError):  # not ours (binary, not UTF-8): rewritten
+            return
+        if not isinstance(before, dict):
             return
         now = yaml.safe_load(self.config.to_yaml())
         for key in settings_keys():

@@ -115,7 +115,9 @@ def _subsets(out: Path, rows: list[dict[str, str]]) -> dict[tuple[str, str, str]
         path = (path if path.is_absolute() else out / path) / "subset.csv"
         key = (r["target"], budget_key(float(r["budget"])), r["method"])
         seed = int(r["seed"])
-        if path.is_file() and (key not in found or seed < found[key][0]):
+        # selection.json marks a selection's files complete (atomic.OutputSet)
+        complete = path.is_file() and (path.parent / "selection.json").is_file()
+        if complete and (key not in found or seed < found[key][0]):
             found[key] = (seed, path)
     return {k: v[1] for k, v in found.items()}
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Sampler
 
 from condpretrain import atomic
 from condpretrain.config import SelectConfig, to_dict
@@ -28,11 +28,13 @@ from condpretrain.data.images import ImageDataset, train_transform
 from condpretrain.data.sources import Target
 from condpretrain.device import prepare_model, seed_everything
 from condpretrain.dist import barrier
+from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
 from condpretrain.models import build_resnet
 from condpretrain.scoring.base import map_images
 from condpretrain.train.batchnorm import recalibrate_batchnorm
 from condpretrain.train.classifier import train_classifier
+from condpretrain.train.data import SeededDataset, make_loader
 
 if TYPE_CHECKING:  # the context hands out this module's model, so it imports us
     from condpretrain.scoring.context import ScoringContext
@@ -90,8 +92,12 @@ def fit_classifier(
         device=context.device, amp=config.amp, sampler=sampler, seed=config.seed, desc=desc,
         dist_ctx=context.dist,
     )
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                        shuffle=sampler is None, num_workers=config.workers)
+    # The pass sees the data as training did: augmented, each sample seeded from (seed,
+    # epoch, index) with the epoch after the last, so it too is the same for any number
+    # of workers. Every process makes the whole pass (rank 0's model is the one saved).
+    loader = make_loader(SeededDataset(dataset, config.seed), batch_size=batch_size,
+                         workers=config.workers, epoch=epochs, seed=config.seed, rank=0, world=1,
+                         shuffle=True, drop_last=False, pin=False, sampler=sampler)
     recalibrate_batchnorm(model, loader, context.device, config.amp)
     return model, {"final_loss": history[-1].loss if history else None}
 
@@ -126,11 +132,23 @@ def trained_once(
     else:
         log.info("reusing %s", path)
     barrier(context.dist)
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    context.charge_shared(path, saved.get("cost"), trained_here)
     model = build()
-    model.load_state_dict(saved["state_dict"])
+    saved = _read_model(path, model)
+    context.charge_shared(path, saved.get("cost"), trained_here)
     return prepare_model(model, context.device).eval()
+
+
+def _read_model(path: Path, model: nn.Module) -> dict:
+    """Load the cached file at ``path`` into ``model`` (``weights_only``: a file in a
+    shared cache folder never runs code); a file that is not one is a one-line error."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["state_dict"])
+    except Exception as exc:  # torch raises many types for a bad or foreign file
+        raise CondPretrainError(
+            f"{path} is not a model this tool cached ({type(exc).__name__}); delete it to "
+            "train the model again") from None
+    return saved
 
 
 def recipe_key(recipe: dict, config: SelectConfig, prefix: str) -> str:

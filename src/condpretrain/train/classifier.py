@@ -15,7 +15,7 @@ from torch.utils.data import Dataset, Sampler
 
 from condpretrain.device import prepare_model, to_device
 from condpretrain.dist import DistContext, unwrap, wrap_ddp
-from condpretrain.train.data import good_samples, make_loader
+from condpretrain.train.data import SeededDataset, good_samples, make_loader
 from condpretrain.train.loop import Trainer
 from condpretrain.train.metrics import Metrics, StepOutput
 from condpretrain.train.supervised import zero_loss
@@ -31,8 +31,8 @@ class ClassifierTask:
         images, labels, _, errors = batch
         keep = good_samples(errors)
         images, labels = to_device(images[keep], device), labels[keep].to(device)
-        if len(labels) == 0:  # a batch of only broken files: a zero loss keeps the graph
-            return StepOutput(zero_loss(self.model), 0)
+        if len(labels) < 2:  # only broken files, or one good image that BatchNorm cannot
+            return StepOutput(zero_loss(self.model), 0)  # train on: a zero loss keeps the graph
         return StepOutput(nn.functional.cross_entropy(self.model(images), labels), len(labels))
 
 
@@ -56,11 +56,15 @@ def train_classifier(
     """SGD with a cosine schedule; returns the trained model (in eval mode) and history.
 
     Each epoch's order is ``sampler``'s (told the epoch through ``set_epoch``) or a
-    shuffle seeded from ``(seed, epoch)``. Under torchrun (``dist_ctx`` enabled) the model
+    shuffle seeded from ``(seed, epoch)``; each sample's augmentation is seeded from
+    ``(seed, epoch, index)`` (:class:`SeededDataset`, unless ``dataset`` seeds itself), so
+    the model does not depend on the number of loader workers. Under torchrun (``dist_ctx`` enabled) the model
     is wrapped in DDP and each rank trains on its share of that order; ``batch_size`` is
     per rank.
     """
     ctx = dist_ctx or DistContext()
+    if not hasattr(dataset, "epoch"):  # transforms drawing from torch's global RNG
+        dataset = SeededDataset(dataset, seed)
     model = prepare_model(model, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
                                 weight_decay=weight_decay)

@@ -3,6 +3,8 @@ decoded), resume checks, the finished run's record and result, and the backbone'
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,23 +60,43 @@ def cache_seconds(sources: Sequence[Any]) -> float:
                      if source is not None))
 
 
+# The inputs key of a fingerprint of the training images (see images_fingerprint).
+IMAGES_KEY = "images_sha256"
+
+
+def images_fingerprint(paths: Sequence[str], labels: Sequence[str] = ()) -> str:
+    """A short hash of the training images in order (their paths and labels): recorded
+    in config.yaml's inputs, so a resume notices a subset file (or a pool, or a target)
+    whose content changed at the same path."""
+    payload = json.dumps([list(paths), list(labels)])  # ASCII: odd names escaped, no error
+    return hashlib.sha256(payload.encode("ascii")).hexdigest()[:16]
+
+
 def check_resume(run: RunDir, config: Any, inputs: dict[str, Any],
-                 resolved: dict[str, Any] | None = None) -> None:
-    """A resumed run must use the options it started with, bar those declared neutral
-    (they change where or how fast it runs, not its results)."""
+                 resolved: dict[str, Any] | None = None, may_differ: Sequence[str] = ()) -> None:
+    """A resumed run, finished or not, must use the options and inputs it started with,
+    bar the options declared neutral (they change where or how fast it runs, not its
+    results) and ``may_differ`` (e.g. a downstream run's length, which may be extended)."""
     saved = run.read_config()
     if not saved:
         return
-    neutral = {o.name for o in options(type(config)) if o.neutral}
+    neutral = {o.name for o in options(type(config)) if o.neutral} | set(may_differ)
     old = {**saved.get("inputs", {}), **saved.get("config", {})}
     new = {**inputs, **(resolved if resolved is not None else to_dict(config))}
+    where = run.path / "config.yaml"
     for key, value in new.items():
         if key in neutral or key not in old:
             continue
-        if _norm(old[key]) != _norm(value):
+        if _norm(old[key]) == _norm(value):
+            continue
+        if key == IMAGES_KEY:
             raise CondPretrainError(
-                f"--resume: {key} was {old[key]!r} in {run.path / 'config.yaml'}, now {value!r}; "
-                "resume with the same options or use another --out")
+                f"--resume: the training images differ from those recorded in {where} "
+                f"(fingerprint {old[key]}, now {value}: the subset, pool or target changed "
+                "at the same path); resume with the same images or use another --out")
+        raise CondPretrainError(
+            f"--resume: {key} was {old[key]!r} in {where}, now {value!r}; "
+            "resume with the same options or use another --out")
 
 
 def _norm(value: Any) -> Any:

@@ -5,7 +5,11 @@ Two choices make runs exactly resumable and independent of the worker count:
 * :class:`EpochSampler` draws epoch ``e``'s order from ``(seed, e)`` alone (sharded by
   rank like ``DistributedSampler``) and can start part-way through an epoch.
 * :class:`AugmentedDataset` seeds each sample's augmentation from ``(seed, epoch,
-  index)``, so a crop does not depend on which worker made it or on what came before.
+  index)``, so a crop does not depend on which worker made it or on what came before
+  (:class:`SeededDataset` does the same for any dataset drawing from torch's RNG).
+
+:class:`EpochBatches` cuts a rank's share into batches and never leaves a last batch
+of one sample (BatchNorm cannot train on it): it joins the batch before it.
 
 Batches stay uint8 until they reach the device (4x less to copy, pin and transfer);
 :func:`normalize` makes them float and normalised there.
@@ -132,21 +136,63 @@ class SeededDataset(Dataset):
             return self.dataset[index]
 
 
+class EpochBatches(Sampler[list[int]]):
+    """One rank's share of an epoch (an :class:`EpochSampler`) cut into batches of
+    ``batch_size``, from batch ``skip`` on.
+
+    With ``drop_last`` a last partial batch is dropped. Otherwise a last batch of ONE
+    sample is merged into the batch before it: BatchNorm cannot train on one sample, so a
+    data set of k x batch + 1 images would crash at the end of every epoch; merging keeps
+    every image in the epoch (one batch holds ``batch_size + 1``). Every rank's share has
+    the same length (padded), so every rank makes the same number of batches. Skipping
+    whole batches (not samples) keeps a resumed epoch's batches those of an
+    uninterrupted one, the merged last batch included.
+    """
+
+    def __init__(self, order: EpochSampler, batch_size: int, *, drop_last: bool,
+                 skip: int = 0) -> None:
+        self.order, self.batch_size, self.drop_last, self.skip = order, batch_size, drop_last, skip
+
+    def batches(self) -> list[list[int]]:
+        indices, size = self.order.indices(), self.batch_size
+        batches = [indices[i:i + size] for i in range(0, len(indices), size)]
+        if batches and len(batches[-1]) < size:
+            if self.drop_last:
+                batches.pop()
+            elif len(batches[-1]) == 1 and len(batches) > 1:
+                lone = batches.pop()
+                batches[-1] = batches[-1] + lone
+        return batches[self.skip:]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        share, size = len(self.order), self.batch_size
+        count = share // size if self.drop_last else -(-share // size)
+        if not self.drop_last and count > 1 and share % size == 1:
+            count -= 1  # the lone last sample joins the batch before it
+        return max(count - self.skip, 0)
+
+
 def make_loader(dataset: Dataset, *, batch_size: int, workers: int, epoch: int, seed: int,
                 rank: int, world: int, shuffle: bool, skip_batches: int = 0, drop_last: bool,
                 pin: bool, sampler: Sampler[int] | None = None, collate: Callable | None = None,
                 fill: bool = False) -> DataLoader:
     """A fresh loader for one epoch, starting after ``skip_batches`` batches: this rank's
-    share of an :class:`EpochSampler` over ``dataset`` (or over ``sampler``'s order).
-    ``fill``: at least one full batch per rank, however small the dataset."""
+    share of an :class:`EpochSampler` over ``dataset`` (or over ``sampler``'s order), in
+    :class:`EpochBatches` (never a last batch of one sample).
+    ``fill``: at least one full batch per rank, however small the dataset. A training
+    loader (``shuffle``) gives each rank at least two samples, repeated if need be, so
+    even a one-image share makes a batch BatchNorm can train on."""
     if hasattr(dataset, "epoch"):
         dataset.epoch = epoch  # copied into the workers when the loader's iterator starts
     order = EpochSampler(sampler if sampler is not None else len(dataset),  # type: ignore[arg-type]
                          seed=seed, epoch=epoch, rank=rank, world=world, shuffle=shuffle,
-                         start=skip_batches * batch_size, pad=shuffle,
-                         min_share=batch_size if fill else 0)
-    return DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=workers,
-                      collate_fn=collate, pin_memory=pin, drop_last=drop_last,
+                         pad=shuffle, min_share=batch_size if fill else (2 if shuffle else 0))
+    batches = EpochBatches(order, batch_size, drop_last=drop_last, skip=skip_batches)
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers,
+                      collate_fn=collate, pin_memory=pin,
                       persistent_workers=False, prefetch_factor=4 if workers else None)
 
 

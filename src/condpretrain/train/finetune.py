@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from condpretrain import atomic
+from condpretrain import atomic, runlock
 from condpretrain.config import FinetuneConfig, to_dict
 from condpretrain.data.sources import open_target
 from condpretrain.device import device_kind, prepare_model, seed_everything
@@ -70,16 +70,14 @@ def finetune(
     """Fine-tune ``config.init`` (None: random init) on ``target``; evaluate on its test split."""
     config = config or FinetuneConfig()
     config.validate()
-    with distributed(config.device, config.deterministic) as (ctx, device):
+    with distributed(config.device, config.deterministic) as (ctx, device), \
+            runlock.hold(out, ctx):
         return _finetune(target, Path(out), config, resume, ctx, device)
 
 
 def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool,
               ctx: DistContext, device: torch.device) -> RunResult:
     run = RunDir(out, ctx.rank)
-    if resume and run.finished():
-        return common.finished(run)
-    run.prepare(resume)
     config, kind = resolve(config)
     target = open_target(target_spec)
     if not target.labelled:
@@ -87,12 +85,18 @@ def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool,
                                 "label column) to fine-tune on")
     classes = target.train.classes
     test = target.test
+    images = [*target.train.paths, *(test.paths if test is not None else [])]
+    image_labels = [*target.train.labels, *(test.labels if test is not None else [])]
+    inputs = {"target": target_spec,
+              common.IMAGES_KEY: common.images_fingerprint(images, image_labels)}
+    if resume:  # a finished run too: its result must be what these options would give
+        common.check_resume(run, config, inputs)
+        if run.finished():
+            return common.finished(run)
+    run.prepare(resume)
     if test is None:
         log.warning("--target %s has no test/val split: no accuracy will be reported",
                     target_spec)
-    inputs = {"target": target_spec}
-    if resume:
-        common.check_resume(run, config, inputs)
     run.save_config({"command": "finetune", "inputs": inputs, "config": to_dict(config),
                      "backbone_kind": kind, "classes": classes, "world_size": ctx.world_size})
 

@@ -33,7 +33,7 @@ from condpretrain.dist import DistContext, broadcast_flag, unwrap
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger, progress_bar
 from condpretrain.train.metrics import LineSums, Metrics, SavedSums, StepOutput
-from condpretrain.train.run import CostMeter, RunDir
+from condpretrain.train.run import CHECKPOINT_FILE, CostMeter, RunDir
 
 log = get_logger(__name__)
 
@@ -350,13 +350,29 @@ def restore(run: RunDir, trainer: Trainer, resume: bool) -> Resumed:
         if resume:
             log.info("--resume: no checkpoint in %s yet, starting from the beginning", run.path)
         return Resumed()
-    trainer.load_state_dict(state)
-    position = Position(**state["position"])
+    try:
+        trainer.load_state_dict(state)
+        position = Position(**state["position"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+        # e.g. another model's weights (a size mismatch) or a file of another tool
+        raise CondPretrainError(
+            f"--resume: {run.file(CHECKPOINT_FILE)} does not fit this run ({_reason(exc)}); "
+            "resume with the options it was started with or use another --out") from None
     if trainer.dist.rank != 0:  # the saved sums are all ranks'; rank 0 carries them on
         position = Position(epoch=position.epoch, step=position.step,
                             iteration=position.iteration, seconds=position.seconds)
     log.info("resuming %s at epoch %d, batch %d", run.path, position.epoch + 1, position.step)
     return Resumed(position, state.get("cost"), dict(state.get("best") or {}))
+
+
+def _reason(exc: Exception) -> str:
+    """One short line of ``exc``: load_state_dict's first specific complaint (its first
+    line only says that there are errors)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    specific = [line for line in lines[1:] if line.startswith(("size mismatch", "Missing",
+                                                               "Unexpected"))]
+    line = (specific or lines or [type(exc).__name__])[0]
+    return line if len(line) <= 200 else line[:197] + "..."
 
 
 __all__ = ["TrainTask", "StepOutput", "Schedule", "Position", "Best", "Recorder", "Trainer",

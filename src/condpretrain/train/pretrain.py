@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from condpretrain import runlock
 from condpretrain.config import PretrainConfig, to_dict
 from condpretrain.data.sources import ImageIndex, open_pool, read_index_csv
 from condpretrain.device import device_kind, prepare_model, seed_everything
 from condpretrain.dist import DistContext, distributed, wrap_ddp
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
-from condpretrain.models import flops_per_image, save_backbone
+from condpretrain.models import build_resnet, flops_per_image, load_backbone, save_backbone
 from condpretrain.train import common
 from condpretrain.train.common import RunResult
 from condpretrain.train.data import AugmentedDataset, make_loader
@@ -42,7 +43,8 @@ def pretrain(
     config = config or PretrainConfig()
     config.validate()
     method_class = PRETRAIN_METHODS.get_class(config.mode)
-    with distributed(config.device, config.deterministic) as (ctx, device):
+    with distributed(config.device, config.deterministic) as (ctx, device), \
+            runlock.hold(out, ctx):
         # The world size is known here: an lr rule scales with the global batch.
         method = method_class(config, world_size=ctx.world_size)
         return _pretrain(sources, Path(out), method, subset, resume, ctx, device)
@@ -52,18 +54,21 @@ def _pretrain(sources, out: Path, method: PretrainMethod, subset, resume: bool,
               ctx: DistContext, device: torch.device) -> RunResult:
     config = method.config
     run = RunDir(out, ctx.rank)
-    if resume and run.finished():
-        log.info("%s is already finished", out)
-        return common.finished(run)
-    run.prepare(resume)
     index = training_index(sources, subset)
     classes, labels = pool_labels(index, config.mode) if method.needs_labels else ([], None)
     inputs = {"sources": [sources] if isinstance(sources, str) else list(sources),
-              "subset": str(subset) if subset else None}
+              "subset": str(subset) if subset else None,
+              common.IMAGES_KEY: common.images_fingerprint(index.paths, index.labels)}
     resolved = {**to_dict(config), "arch": method.arch, "epochs": method.epochs,
                 "lr": method.lr}
-    if resume:
+    if resume:  # a finished run too: its result must be what these options would give
         common.check_resume(run, config, inputs, resolved)
+        if run.finished():
+            log.info("%s is already finished", out)
+            return common.finished(run)
+    if config.init:  # a bad --init fails now, not after the image cache is built
+        load_backbone(build_resnet(method.arch), config.init, method.arch)
+    run.prepare(resume)
     run.save_config({"command": "pretrain", "inputs": inputs, "config": resolved,
                      "images": len(index), "world_size": ctx.world_size, "classes": classes})
 

@@ -35,9 +35,11 @@ Writes are atomic (temp file + rename): a kill leaves the old file or the new on
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import socket
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,38 +208,68 @@ class RunDir:
 
     # -- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any], name: str = CHECKPOINT_FILE) -> None:
-        """Atomically save ``state`` plus this process's RNG states."""
+        """Atomically save ``state`` plus this process's RNG states. ``state`` must hold
+        only what :meth:`load_checkpoint` reads back: tensors, numbers, strings, None,
+        lists, tuples and dicts."""
         if self.writer:
             state = {**state, "rng": rng_state()}
             atomic.save_with(self.file(name), lambda handle: torch.save(state, handle))
 
     def load_checkpoint(self, name: str = CHECKPOINT_FILE,
                         restore_rng: bool = True) -> dict[str, Any] | None:
-        """The saved state (RNG states restored into this process), or None."""
+        """The saved state (RNG states restored into this process), or None.
+
+        Loaded with ``weights_only=True``: a run folder is writable by whoever can write
+        there, and ``--resume`` (or ``condpretrain run`` continuing a cell) must never run
+        code from a planted file. Anything but a checkpoint is a one-line error."""
         path = self.file(name)
         if not path.is_file():
             return None
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
+            with warnings.catch_warnings():  # its protocol warnings would only be noise
+                warnings.simplefilter("ignore", UserWarning)
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:  # weights_only refused it: an object, or garbage
+            raise CondPretrainError(
+                f"--resume: {path} is not a checkpoint that loads safely (only tensors, "
+                "numbers, strings, lists and dicts are read): damaged, planted or from an "
+                "older version; not loaded, use another --out") from None
         except Exception as exc:  # a checkpoint is written atomically; this is a bad file
             raise CondPretrainError(f"--resume: {path} is not a readable checkpoint "
                                     f"({type(exc).__name__})") from None
+        if not isinstance(state, dict):
+            raise CondPretrainError(f"--resume: {path} is not a checkpoint of this tool "
+                                    f"(it holds a {type(state).__name__}, not a dict)")
         if restore_rng and "rng" in state:
-            set_rng_state(state["rng"])
+            try:
+                set_rng_state(state["rng"])
+            except (KeyError, TypeError, ValueError, RuntimeError, IndexError):
+                raise CondPretrainError(f"--resume: {path} holds no valid RNG states; it is "
+                                        "not a checkpoint of this tool") from None
         return state
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
+    """This process's RNG states as tensors and plain numbers (what a ``weights_only``
+    load accepts: no numpy arrays, no tuples of Python's ``random``)."""
+    version, words, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "python": {"version": int(version), "state": torch.tensor(words, dtype=torch.int64),
+                   "gauss": gauss},
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(cached)},
+        "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    python, numpy = state["python"], state["numpy"]
+    random.setstate((int(python["version"]), tuple(python["state"].tolist()), python["gauss"]))
+    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), int(numpy["pos"]),
+                         int(numpy["has_gauss"]), float(numpy["gauss"])))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         try:

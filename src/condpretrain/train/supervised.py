@@ -21,7 +21,9 @@ class SupervisedTask:
     def training_step(self, batch, device: torch.device) -> StepOutput:
         images, labels, _, errors = batch
         keep = good_samples(errors)
-        if not bool(keep.any()):  # only broken files: a zero loss keeps DDP's graph whole
+        # Only broken files, or one good image BatchNorm cannot train on: a zero loss
+        # keeps DDP's graph whole.
+        if int(keep.sum()) < 2:
             return StepOutput(zero_loss(self.model), 0, 0)
         images = normalize(images[keep], device)
         labels = labels[keep].to(device, non_blocking=True)
