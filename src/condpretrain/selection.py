@@ -37,13 +37,7 @@ from condpretrain.data.sources import (
     read_index_csv,
     write_index_csv,
 )
-from condpretrain.dist import (
-    DistContext,
-    barrier,
-    gather_peak_rss_mb,
-    init_distributed,
-    shutdown,
-)
+from condpretrain.dist import DistContext, barrier, distributed, gather_peak_rss_mb
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
 from condpretrain.scoring import ScoringContext, create_scorer
@@ -109,13 +103,10 @@ def select(
     config.validate()
     out = Path(out)
     started = time.perf_counter()
-    dist, device = init_distributed(config.device, config.deterministic)
-    try:
-        with runlock.hold(out, dist):
-            pool_size = _select(sources, target, out, config, dist, device, started)
-            selected = atomic.read_json(out / SELECTION_JSON)["selected"]
-    finally:
-        shutdown(dist)
+    with distributed(config.device, config.deterministic) as (dist, device), \
+            runlock.hold(out, dist):
+        pool_size = _select(sources, target, out, config, dist, device, started)
+        selected = atomic.read_json(out / SELECTION_JSON)["selected"]
     return SelectionResult(out, out / SUBSET_CSV, selected, pool_size,
                            time.perf_counter() - started)
 

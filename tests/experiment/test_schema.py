@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from expfiles import refused
 
 from condpretrain.config.options import Option, option_map, options
 from condpretrain.errors import CondPretrainError
@@ -92,14 +93,6 @@ def write(tmp_path: Path, data: dict) -> Path:
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump({**BASE, **data}))
     return path
-
-
-def refused(path: Path, key: str) -> str:
-    with pytest.raises(CondPretrainError) as info:
-        load_experiment(path)
-    message = str(info.value)
-    assert key in message and str(path) in message and "\n" not in message, message
-    return message
 
 
 # ------------------------------------------------------------------- top-level keys

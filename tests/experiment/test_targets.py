@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from expfiles import refused
 from fake_steps import FakePipeline
 
 from condpretrain.errors import CondPretrainError
@@ -18,14 +19,6 @@ def write(tmp_path: Path, data: dict, name: str = "exp.yaml") -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump({"pool": "pool", **data}))
     return path
-
-
-def refused(path: Path, key: str) -> str:
-    with pytest.raises(CondPretrainError) as info:
-        load_experiment(path)
-    message = str(info.value)
-    assert key in message and str(path) in message and "\n" not in message, message
-    return message
 
 
 def test_per_target_options_are_parsed(tmp_path: Path):

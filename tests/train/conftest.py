@@ -35,3 +35,19 @@ def tiny_finetune(**overrides) -> FinetuneConfig:
     values = {**FinetuneConfig.PRESETS["quick"], "resolution": 16, "epochs": 2,
               "batch_size": 12, "device": "cpu", "amp": False, **overrides}
     return FinetuneConfig(**values)
+
+
+def kill_after(monkeypatch, steps: int) -> None:
+    """Make the training loop raise after ``steps`` optimizer steps (a killed run)."""
+    from condpretrain.train.loop import Trainer
+
+    original = Trainer.train_step
+    calls = {"n": 0}
+
+    def step(self, batch):
+        calls["n"] += 1
+        if calls["n"] > steps:
+            raise RuntimeError("injected kill")
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", step)

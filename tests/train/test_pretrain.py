@@ -8,13 +8,12 @@ import pytest
 import torch
 import torchvision
 import yaml
-from conftest import tiny_pretrain
+from conftest import kill_after, tiny_pretrain
 from imagegen import make_image_folder
 
 from condpretrain.data.sources import open_pool, write_index_csv
 from condpretrain.errors import CondPretrainError
 from condpretrain.models import resnet10
-from condpretrain.train.loop import Trainer
 from condpretrain.train.moco import clamp_queue
 from condpretrain.train.pretrain import pretrain
 
@@ -135,26 +134,13 @@ def test_clamp_queue_rules():
         clamp_queue(65536, 100, 256)
 
 
-def _kill_after(monkeypatch, steps: int) -> None:
-    original = Trainer.train_step
-    calls = {"n": 0}
-
-    def step(self, batch):
-        calls["n"] += 1
-        if calls["n"] > steps:
-            raise RuntimeError("injected kill")
-        return original(self, batch)
-
-    monkeypatch.setattr(Trainer, "train_step", step)
-
-
 @pytest.mark.parametrize("mode", ["supervised", "moco"])
 def test_resume_after_a_mid_epoch_kill_equals_an_uninterrupted_run(pool4, tmp_path, monkeypatch,
                                                                    mode):
     # checkpoint after every batch; 2 batches per epoch, so the kill lands mid-epoch 2
     config = tiny_pretrain(mode=mode, epochs=2, batch_size=24, checkpoint_minutes=0)
     pretrain(str(pool4), tmp_path / "whole", config)
-    _kill_after(monkeypatch, 3)
+    kill_after(monkeypatch, 3)
     with pytest.raises(RuntimeError, match="injected kill"):
         pretrain(str(pool4), tmp_path / "killed", config)
     state = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
@@ -172,7 +158,7 @@ def test_resume_after_a_mid_epoch_kill_equals_an_uninterrupted_run(pool4, tmp_pa
 
 
 def test_resume_with_other_options_is_refused(pool4, tmp_path, monkeypatch):
-    _kill_after(monkeypatch, 1)
+    kill_after(monkeypatch, 1)
     with pytest.raises(RuntimeError):
         pretrain(str(pool4), tmp_path / "run", tiny_pretrain(checkpoint_minutes=0))
     monkeypatch.undo()

@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import tiny_finetune, tiny_pretrain
+from conftest import kill_after, tiny_finetune, tiny_pretrain
 
 from condpretrain.cli import main
 from condpretrain.data.sources import open_pool, write_index_csv
 from condpretrain.errors import CondPretrainError
 from condpretrain.train.finetune import finetune
-from condpretrain.train.loop import Trainer
 from condpretrain.train.pretrain import pretrain
 from condpretrain.train.run import RunDir
 
@@ -39,26 +38,13 @@ def _plant(folder: Path, marker: Path) -> None:
                folder / "checkpoint.pt")
 
 
-def _kill_after(monkeypatch, steps: int) -> None:
-    original = Trainer.train_step
-    calls = {"n": 0}
-
-    def step(self, batch):
-        calls["n"] += 1
-        if calls["n"] > steps:
-            raise RuntimeError("injected kill")
-        return original(self, batch)
-
-    monkeypatch.setattr(Trainer, "train_step", step)
-
-
 # -- item 1: no code from a planted checkpoint ------------------------------------------------
 
 
 def test_a_planted_checkpoint_is_refused_in_one_line_and_never_run(pool4, tmp_path,
                                                                    monkeypatch):
     out, marker = tmp_path / "run", tmp_path / "marker"
-    _kill_after(monkeypatch, 1)  # a real, unfinished run: config.yaml, run.json, checkpoint
+    kill_after(monkeypatch, 1)  # a real, unfinished run: config.yaml, run.json, checkpoint
     with pytest.raises(RuntimeError, match="injected kill"):
         pretrain(str(pool4), out, tiny_pretrain(checkpoint_minutes=0))
     monkeypatch.undo()
@@ -92,7 +78,7 @@ def test_condpretrain_run_refuses_a_planted_checkpoint_in_a_cell(two_part_pool, 
 
 
 def test_checkpoints_hold_only_what_a_weights_only_load_reads(pool4, tmp_path, monkeypatch):
-    _kill_after(monkeypatch, 1)
+    kill_after(monkeypatch, 1)
     with pytest.raises(RuntimeError):
         pretrain(str(pool4), tmp_path / "run", tiny_pretrain(mode="moco", batch_size=16,
                                                              checkpoint_minutes=0))
@@ -129,7 +115,7 @@ def test_a_file_that_is_not_a_checkpoint_is_one_line(tmp_path, content):
 
 
 def test_a_checkpoint_of_another_model_is_one_line(pool4, tmp_path, monkeypatch):
-    _kill_after(monkeypatch, 1)
+    kill_after(monkeypatch, 1)
     with pytest.raises(RuntimeError):
         pretrain(str(pool4), tmp_path / "run", tiny_pretrain(checkpoint_minutes=0))
     monkeypatch.undo()
@@ -177,7 +163,7 @@ def test_a_subset_changed_at_the_same_path_is_refused_on_resume(pool4, tmp_path,
     _write_subset(pool4, subset, {"a", "b"})
     config = tiny_pretrain(epochs=1, checkpoint_minutes=0)
     if not finished:
-        _kill_after(monkeypatch, 1)
+        kill_after(monkeypatch, 1)
         with pytest.raises(RuntimeError):
             pretrain(str(pool4), tmp_path / "run", config, subset=subset)
         monkeypatch.undo()

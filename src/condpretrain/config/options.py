@@ -174,6 +174,9 @@ def _split(value: Any) -> list[Any]:
     return [value]
 
 
+_NUMBER_WORDS = {int: "a whole number", float: "a number"}
+
+
 def _scalar(kind: Any, value: Any, name: str, text: bool) -> Any:
     if kind is Any:
         return value
@@ -183,24 +186,17 @@ def _scalar(kind: Any, value: Any, name: str, text: bool) -> Any:
         if text and isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
             return value.lower() in ("true", "yes")
         raise CondPretrainError(f"{name}: expected true or false, got {value!r}")
-    if kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    if kind in _NUMBER_WORDS:
+        # an int where a float belongs is fine; a float where an int belongs is not (1.5 epochs)
+        accepted = (int, float) if kind is float else int
+        if isinstance(value, accepted) and not isinstance(value, bool):
+            return kind(value)
         if text and isinstance(value, str):
             try:
-                return int(value.strip())
+                return kind(value.strip())
             except ValueError:
                 pass
-        raise CondPretrainError(f"{name}: expected a whole number, got {value!r}")
-    if kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if text and isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise CondPretrainError(f"{name}: expected a number, got {value!r}")
+        raise CondPretrainError(f"{name}: expected {_NUMBER_WORDS[kind]}, got {value!r}")
     if kind is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool) and \
                 str(value) != "":

@@ -27,7 +27,7 @@ from condpretrain.dist import DistContext, distributed, gather, unwrap, wrap_ddp
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
 from condpretrain.registry import DOWNSTREAM_TASKS, LAST
-from condpretrain.train.common import check_resume
+from condpretrain.train.common import open_run
 from condpretrain.train.data import SeededDataset, make_loader
 from condpretrain.train.loop import Recorder, Schedule, Trainer, TrainTask, restore
 from condpretrain.train.run import CostMeter, RunDir
@@ -115,16 +115,9 @@ class DownstreamTask(Generic[Item]):
         with distributed(self.config.device, self.config.deterministic,
                          self.cudnn_benchmark) as (ctx, device), runlock.hold(out, ctx):
             run = RunDir(out, ctx.rank)
-            if resume:
-                # An unfinished run may be extended (a longer schedule); a finished one
-                # is returned only for the options that made it.
-                check_resume(run, self.config, {"voc": self._voc_input()},
-                             may_differ=() if run.finished() else self.extendable)
-                if run.finished():
-                    log.info("%s is finished; its result stands", run.path)
-                    return run.read_result() or {}
-            run.prepare(resume)
-            return self._run(run, resume, ctx, device)
+            done = open_run(run, self.config, {"voc": self._voc_input()}, resume,
+                            extendable=self.extendable)
+            return done.result if done is not None else self._run(run, resume, ctx, device)
 
     def _run(self, run: RunDir, resume: bool, ctx: DistContext,
              device: torch.device) -> dict[str, Any]:

@@ -99,6 +99,22 @@ def check_resume(run: RunDir, config: Any, inputs: dict[str, Any],
             "resume with the same options or use another --out")
 
 
+def open_run(run: RunDir, config: Any, inputs: dict[str, Any], resume: bool,
+             resolved: dict[str, Any] | None = None, extendable: Sequence[str] = ()
+             ) -> RunResult | None:
+    """Start ``run``: with ``resume``, the options and images must be those it started
+    with (a finished run's result is returned only then; an unfinished one may change
+    the ``extendable`` options, e.g. a longer schedule); the folder is prepared."""
+    if resume:
+        check_resume(run, config, inputs, resolved,
+                     may_differ=() if run.finished() else extendable)
+        if run.finished():
+            log.info("%s is already finished", run.path)
+            return finished(run)
+    run.prepare(resume)
+    return None
+
+
 def _norm(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_norm(v) for v in value]

@@ -89,11 +89,9 @@ def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool,
     image_labels = [*target.train.labels, *(test.labels if test is not None else [])]
     inputs = {"target": target_spec,
               common.IMAGES_KEY: common.images_fingerprint(images, image_labels)}
-    if resume:  # a finished run too: its result must be what these options would give
-        common.check_resume(run, config, inputs)
-        if run.finished():
-            return common.finished(run)
-    run.prepare(resume)
+    done = common.open_run(run, config, inputs, resume)
+    if done is not None:
+        return done
     if test is None:
         log.warning("--target %s has no test/val split: no accuracy will be reported",
                     target_spec)

@@ -20,7 +20,6 @@ from condpretrain.data.sources import ImageIndex, open_pool, read_index_csv
 from condpretrain.device import device_kind, prepare_model, seed_everything
 from condpretrain.dist import DistContext, distributed, wrap_ddp
 from condpretrain.errors import CondPretrainError
-from condpretrain.log import get_logger
 from condpretrain.models import build_resnet, flops_per_image, load_backbone, save_backbone
 from condpretrain.train import common
 from condpretrain.train.common import RunResult
@@ -28,8 +27,6 @@ from condpretrain.train.data import AugmentedDataset, make_loader
 from condpretrain.train.loop import Metrics, Recorder, Schedule, Trainer, restore
 from condpretrain.train.methods import PRETRAIN_METHODS, PretrainMethod
 from condpretrain.train.run import BACKBONE_FILE, CostMeter, RunDir
-
-log = get_logger(__name__)
 
 
 def pretrain(
@@ -61,14 +58,11 @@ def _pretrain(sources, out: Path, method: PretrainMethod, subset, resume: bool,
               common.IMAGES_KEY: common.images_fingerprint(index.paths, index.labels)}
     resolved = {**to_dict(config), "arch": method.arch, "epochs": method.epochs,
                 "lr": method.lr}
-    if resume:  # a finished run too: its result must be what these options would give
-        common.check_resume(run, config, inputs, resolved)
-        if run.finished():
-            log.info("%s is already finished", out)
-            return common.finished(run)
+    done = common.open_run(run, config, inputs, resume, resolved)
+    if done is not None:
+        return done
     if config.init:  # a bad --init fails now, not after the image cache is built
         load_backbone(build_resnet(method.arch), config.init, method.arch)
-    run.prepare(resume)
     run.save_config({"command": "pretrain", "inputs": inputs, "config": resolved,
                      "images": len(index), "world_size": ctx.world_size, "classes": classes})
 
