@@ -9,12 +9,19 @@ Each command group adds its entry points here (one import line and the name in _
 
 from __future__ import annotations
 
-from condpretrain.config import FinetuneConfig, PretrainConfig, SelectConfig, build_config
+from condpretrain.config import (
+    FinetuneConfig,
+    PlanConfig,
+    PretrainConfig,
+    SelectConfig,
+    build_config,
+)
 from condpretrain.demo import demo
 from condpretrain.downstream import detect, segment
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment import run
 from condpretrain.export import export_backbone
+from condpretrain.plan import plan
 from condpretrain.report import report
 from condpretrain.selection import SelectionResult, reselect, select
 from condpretrain.train.common import RunResult
@@ -35,6 +42,8 @@ __all__ = [
     "FinetuneConfig",
     "build_config",
     "run",
+    "plan",
+    "PlanConfig",
     "report",
     "demo",
     "detect",

@@ -1,7 +1,7 @@
 """Registries: the one place where the names of extension points live.
 
 Every extension point (selection method, feature source, pre-training method, downstream
-task) is a small class with a ``name``; its module registers it with a decorator::
+task, launcher) is a small class with a ``name``; its module registers it with a decorator::
 
     @SCORERS.register
     class MyScorer(Scorer):
@@ -9,8 +9,8 @@ task) is a small class with a ``name``; its module registers it with a decorator
         label = "My Method"     # how reports show it (default: the name)
         order = 10              # rows are sorted by it (the paper's order; default: last)
 
-The four registries are the instances at the bottom of this module (SCORERS, FEATURES,
-PRETRAIN_METHODS, DOWNSTREAM_TASKS): import them from here (packages may re-export
+The registries are the instances at the bottom of this module (SCORERS, FEATURES,
+PRETRAIN_METHODS, DOWNSTREAM_TASKS, LAUNCHERS): import them from here (packages may re-export
 them); never make a second instance for the same extension point, because the config
 classes read their choices from these very objects.
 
@@ -97,5 +97,7 @@ SCORERS: Registry = Registry("scoring method", "--method")
 FEATURES: Registry = Registry("feature source", "--features")
 PRETRAIN_METHODS: Registry = Registry("pre-training method", "--mode")
 DOWNSTREAM_TASKS: Registry = Registry("downstream task", "COMMAND")
+# How `run` gets the grid's steps done: in this process, or as cluster jobs.
+LAUNCHERS: Registry = Registry("launcher", "--launcher")
 
-__all__ += ["SCORERS", "FEATURES", "PRETRAIN_METHODS", "DOWNSTREAM_TASKS"]
+__all__ += ["SCORERS", "FEATURES", "PRETRAIN_METHODS", "DOWNSTREAM_TASKS", "LAUNCHERS"]

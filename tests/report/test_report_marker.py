@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from condpretrain.report.build import _subsets
+from condpretrain.report.subsets import subset_files
 
 
 def test_a_subset_without_its_marker_is_left_out(tmp_path):
@@ -12,4 +12,4 @@ def test_a_subset_without_its_marker_is_left_out(tmp_path):
     (tmp_path / "done" / "selection.json").write_text("{}")
     rows = [{"target": "t", "budget": "0.1", "method": m, "seed": "0", "select_dir": m}
             for m in ("done", "unfinished")]
-    assert list(_subsets(tmp_path, rows).values()) == [tmp_path / "done" / "subset.csv"]
+    assert list(subset_files(tmp_path, rows).values()) == [tmp_path / "done" / "subset.csv"]

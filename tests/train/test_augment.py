@@ -92,3 +92,18 @@ def test_moco_blur_scales_with_the_resolution():
     assert list(full.sigma) == pytest.approx([0.1, 2.0])  # MoCo-v2's, at 224 px
     assert list(half.sigma) == pytest.approx([0.05, 1.0])
     assert list(full.kernel_size) == [23, 23] and list(half.kernel_size) == [11, 11]
+
+
+def test_supervised_crop_scale_and_flip_options():
+    from condpretrain.train.data import supervised_augment
+
+    # a left-dark, right-bright image: a mirror swaps the halves, a full crop keeps them
+    image = torch.zeros(3, 32, 32, dtype=torch.uint8)
+    image[:, :, 16:] = 255
+    torch.manual_seed(0)
+    no_flip = [supervised_augment(32, scale=1.0, flip=False)(image) for _ in range(20)]
+    assert all(v[:, :, :8].float().mean() < v[:, :, -8:].float().mean() for v in no_flip)
+    flipped = [supervised_augment(32, scale=1.0, flip=True)(image) for _ in range(40)]
+    assert any(v[:, :, :8].float().mean() > v[:, :, -8:].float().mean() for v in flipped)
+    crops = supervised_augment(32, scale=0.9, flip=False).transforms[0]
+    assert crops.scale == (0.9, 1.0)

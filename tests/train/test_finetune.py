@@ -92,3 +92,11 @@ def test_ddp_two_gloo_processes(pool4, tmp_path):
     assert cost["images"] == 2 * 48  # each epoch covers the pool once across both ranks
     assert cost["moco_queue"] == 48  # clamped to a multiple of the global batch (12)
     assert (tmp_path / "ddp" / "backbone.pt").is_file()
+
+
+def test_eval_every_tests_every_nth_epoch_and_always_the_last(target6, tmp_path):
+    out = tmp_path / "ft"
+    result = finetune(str(target6), out, tiny_finetune(epochs=5, lr=0.01, eval_every=2)).result
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [("top1" in m) for m in metrics] == [False, True, False, True, True]
+    assert result["top1"] == metrics[-1]["top1"] is not None

@@ -11,13 +11,13 @@ import errno
 import sys
 from collections.abc import Sequence
 
-from condpretrain.cli import downstream, experiment, select, train
+from condpretrain.cli import downstream, experiment, plan, select, train
 from condpretrain.cli.flags import OneLineParser
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import configure_cli_logging
 from condpretrain.version import __version__
 
-COMMAND_GROUPS = (select, train, experiment, downstream)
+COMMAND_GROUPS = (select, train, experiment, plan, downstream)
 # OSErrors that say what is wrong with the machine, not with the tool: one line each.
 ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
                                 errno.EPERM, errno.EFBIG, errno.EIO, errno.ENAMETOOLONG})

@@ -20,6 +20,7 @@ from condpretrain.config.options import (
     options,
     parse_mapping,
 )
+from condpretrain.config.plan import PlanConfig
 from condpretrain.config.select import SelectConfig
 from condpretrain.config.train import FinetuneConfig, PretrainConfig
 
@@ -31,6 +32,7 @@ __all__ = [
     "FinetuneConfig",
     "DetectConfig",
     "SegmentConfig",
+    "PlanConfig",
     "build_config",
     "load_yaml",
     "to_dict",

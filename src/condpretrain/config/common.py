@@ -42,3 +42,13 @@ def max_image_pixels() -> Any:
 def deterministic() -> Any:
     return option(False, "the same seed gives the same numbers on a GPU too: deterministic "
                   "cuDNN/cuBLAS kernels and no cuDNN autotuning (slower)")
+
+
+def crop_scale() -> Any:
+    return option(0.08, "smallest random-resized crop, as a share of the image's area (the "
+                  "supervised recipes; MoCo keeps its own 0.2)", low=0, high=1, low_open=True)
+
+
+def flip() -> Any:
+    return option(True, "random horizontal flips in the supervised recipes (--no-flip for "
+                  "text and digits, which a mirror changes)")

@@ -70,6 +70,24 @@ class DetectConfig(Config):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
+        "small": {  # a CPU-scale schedule on small images (~128 px), not the paper's
+            "arch": "resnet10",
+            "iterations": 500,
+            "batch_size": 2,
+            "lr": 0.01,
+            "lr_steps": (400,),
+            "warmup_iterations": 50,
+            "min_size_train": (128,),
+            "min_size_test": 128,
+            "max_size": 256,
+            "anchor_sizes": (16, 32, 64),
+            "rois_per_image": 64,
+            "proposals_train": 256,
+            "proposals_test": 100,
+            "eval_batch_size": 4,
+            "workers": 0,
+            "log_every": 20,
+        },
         "quick": {
             "arch": "resnet10",
             "iterations": 4,
@@ -138,6 +156,14 @@ class SegmentConfig(Config):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
+        "small": {  # a CPU-scale schedule on small crops, not the paper's
+            "arch": "resnet10",
+            "epochs": 10,
+            "batch_size": 8,
+            "lr": 0.01,
+            "crop_size": 65,
+            "workers": 0,
+        },
         "quick": {
             "arch": "resnet10",
             "epochs": 2,

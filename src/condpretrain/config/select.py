@@ -59,6 +59,20 @@ class SelectConfig(Config):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
+        "small": {
+            "filter_resolution": 32,
+            "batch_size": 128,
+            "workers": 0,
+            "dc_arch": "resnet10",
+            "dc_epochs": 4,
+            "dc_lr": 0.05,
+            "target_arch": "resnet10",
+            "target_epochs": 15,
+            "target_lr": 0.05,
+            "clusters": 20,
+            "kmeans_iters": 20,
+            "chunk_size": 5_000,
+        },
         "quick": {
             "filter_resolution": 32,
             "batch_size": 64,

@@ -31,6 +31,8 @@ class PretrainConfig(Config):
     lr_step_epochs: int = option(30, "epochs between learning-rate drops (step schedules)",
                                  low=0, low_open=True)
     lr_gamma: float = option(0.1, "factor of each learning-rate drop", low=0, low_open=True)
+    crop_scale: float = common.crop_scale()
+    flip: bool = common.flip()
     moco_dim: int = option(128, "MoCo: embedding dimension", low=0, low_open=True)
     moco_queue: int = option(65536, "MoCo: negatives in the queue (clamped to the subset)",
                              low=0, low_open=True)
@@ -57,6 +59,19 @@ class PretrainConfig(Config):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
+        "small": {
+            "arch": "resnet10",
+            "resolution": 32,
+            "epochs": 12,
+            "batch_size": 64,
+            "lr": 0.05,
+            "lr_step_epochs": 8,
+            "crop_scale": 0.35,  # at 16-32 px an 8% crop keeps a few pixels of the object
+            "moco_dim": 64,
+            "moco_queue": 1024,
+            "moco_momentum": 0.99,
+            "workers": 0,
+        },
         "quick": {
             "arch": "resnet10",
             "resolution": 32,
@@ -96,6 +111,10 @@ class FinetuneConfig(Config):
     lr_step_epochs: int = option(30, "epochs between learning-rate drops", low=0,
                                  low_open=True)
     lr_gamma: float = option(0.1, "factor of each learning-rate drop", low=0, low_open=True)
+    crop_scale: float = common.crop_scale()
+    flip: bool = common.flip()
+    eval_every: int = option(1, "epochs between evaluations on the test split (the last "
+                             "epoch is always evaluated)", low=1)
     workers: int = common.workers()
     device: str = common.device()
     amp: bool = common.amp()
@@ -110,6 +129,17 @@ class FinetuneConfig(Config):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
+        "small": {
+            "arch": "resnet10",
+            "resolution": 32,
+            "epochs": 20,
+            "batch_size": 32,
+            "lr": 0.02,
+            "lr_step_epochs": 15,
+            "crop_scale": 0.35,
+            "eval_every": 10,
+            "workers": 0,
+        },
         "quick": {
             "arch": "resnet10",
             "resolution": 32,

@@ -25,6 +25,8 @@ RANDOM_INIT = "random-init"
 ENTIRE_POOL = "entire-pool"
 BASELINES = (RANDOM_INIT, ENTIRE_POOL)
 BASELINE_LABELS = {RANDOM_INIT: "Random Init.", ENTIRE_POOL: "Entire Dataset"}
+# The selection method that every conditional one is measured against (the report's Findings).
+RANDOM_SUBSET = "random"
 
 # Row identity: one row per cell and seed.
 KEY_COLUMNS = ("target", "mode", "resolution", "budget", "method", "seed")
@@ -156,7 +158,7 @@ def write_results(path: str | Path, rows: list[Row]) -> None:
 
 
 __all__ = [
-    "RESULTS_FILE", "RANDOM_INIT", "ENTIRE_POOL", "BASELINES", "BASELINE_LABELS",
+    "RESULTS_FILE", "RANDOM_INIT", "ENTIRE_POOL", "BASELINES", "BASELINE_LABELS", "RANDOM_SUBSET",
     "KEY_COLUMNS", "RESULT_COLUMNS", "Row", "method_label", "method_order", "budget_key",
     "budget_label", "row_key", "cell_text", "read_results", "write_results", "shared_work",
     "total_device_hours",

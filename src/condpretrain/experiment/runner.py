@@ -4,7 +4,8 @@
 Resuming: a cell whose row is already in ``results.csv`` is skipped; an artefact that
 finished (scores, a subset, a backbone, a fine-tune) is read back instead of recomputed;
 an unfinished training run is continued from its checkpoint (``resume=True``). Which
-cells share an artefact is decided by its folder (see :mod:`.grid`).
+cells share an artefact is decided by its folder (see :mod:`.grid`). A cluster runs the
+same work as jobs, one step each (:mod:`.steps`): :meth:`Experiment.run_step`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from condpretrain.config import (
     build_config,
     options,
 )
+from condpretrain.dist import is_main_process
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.grid import (
     Cell,
@@ -37,6 +39,7 @@ from condpretrain.experiment.grid import (
 )
 from condpretrain.experiment.results import (
     BASELINES,
+    ENTIRE_POOL,
     KEY_COLUMNS,
     RANDOM_INIT,
     RESULTS_FILE,
@@ -48,6 +51,7 @@ from condpretrain.experiment.results import (
     write_results,
 )
 from condpretrain.experiment.schema import ExperimentConfig, load_experiment, section_values
+from condpretrain.experiment.steps import FINETUNE, PRETRAIN, SELECT, Step
 from condpretrain.log import get_logger, progress_bar
 from condpretrain.registry import PRETRAIN_METHODS
 from condpretrain.scoring.cost import device_hours
@@ -56,6 +60,9 @@ from condpretrain.train.finetune import finetune
 from condpretrain.train.pretrain import pretrain
 
 log = get_logger(__name__)
+
+SETTINGS_FILE = "experiment.yaml"  # OUT's copy of the experiment: what a cluster job reads
+
 
 def settings_keys() -> list[str]:
     """Keys of the experiment file that change what a finished cell means: all but the
@@ -75,6 +82,19 @@ class Steps:
     @staticmethod
     def default() -> Steps:
         return Steps(select, reselect, pretrain, finetune)
+
+    @staticmethod
+    def refusing() -> Steps:
+        """Steps that only read: the job that collects a grid other jobs computed must
+        not start training (on a CPU, for days) if something is missing."""
+        def unfinished(kind: str, out_arg: int) -> Callable[..., Any]:
+            def refuse(*args: Any, **_: Any) -> Any:
+                raise CondPretrainError(f"collect: {args[out_arg]} is not finished: its {kind} "
+                                        "step failed or did not run; run the grid again")
+            return refuse
+
+        return Steps(unfinished("select", 2), unfinished("select", 1),
+                     unfinished("pretrain", 1), unfinished("finetune", 1))
 
 
 @dataclass
@@ -130,8 +150,7 @@ class Experiment:
             return self._run()
 
     def _run(self) -> ExperimentResult:
-        self.check_same_settings()
-        atomic.write_text(self.out / "experiment.yaml", self.config.to_yaml())
+        self.prepare()
         results = self.out / RESULTS_FILE
         rows = read_results(results)
         done = {row_key(r) for r in rows}
@@ -151,10 +170,15 @@ class Experiment:
                  total_device_hours(rows, once=False)["total"])
         return ExperimentResult(self.out, results, rows, len(todo), skipped)
 
+    def prepare(self) -> None:
+        """Check the folder's earlier settings, then save these (under the folder's lock)."""
+        self.check_same_settings()
+        atomic.write_text(self.out / SETTINGS_FILE, self.config.to_yaml())
+
     def check_same_settings(self) -> None:
         """Growing a grid (more methods, budgets, seeds...) into the same folder is fine;
         changing what a finished cell was computed with would mix two experiments."""
-        saved = self.out / "experiment.yaml"
+        saved = self.out / SETTINGS_FILE
         if not saved.is_file():
             return
         try:
@@ -169,6 +193,33 @@ class Experiment:
                 raise CondPretrainError(
                     f"--out {self.out} was run with another {key!r} ({before[key]!r}); "
                     "finished cells would not match: choose another --out")
+
+    def run_step(self, step: Step) -> None:
+        """One step by itself (a cluster job, which first checks that what the step needs
+        is done): the calls of :meth:`run_cell`, each holding its run folder's lock."""
+        cell = step.cell
+        if step.kind == SELECT:
+            self._select_step(step)
+        elif step.kind == PRETRAIN:
+            subset = None if cell.method == ENTIRE_POOL else self.layout.subset_dir(
+                cell.target, cell.method, cell.budget, cell.seed) / "subset.csv"
+            self.pretrained(cell, subset)
+        elif step.kind == FINETUNE:
+            init = None if cell.method == RANDOM_INIT else \
+                self.layout.pretrain_dir(cell) / "backbone.pt"
+            self.finetuned(cell, self.finetune_config(cell, init))
+        else:  # collect: the local runner, reading what the other steps made
+            Experiment(self.config, self.out, Steps.refusing()).run()
+
+    def _select_step(self, step: Step) -> None:
+        cell = step.cell
+        scores = self.layout.scores_dir(cell.target, cell.method, cell.seed)
+        if not selection_done(scores):  # every process of a distributed job scores
+            self.steps.select(self.config.pool, self.config.target_path(cell.target), scores,
+                              self.select_config(cell.target, cell.method, cell.seed))
+        if is_main_process():  # re-selections read the saved scores: one process
+            for budget in step.budgets:
+                self.selection(cell.target, cell.method, budget, cell.seed)
 
     def run_cell(self, cell: Cell) -> Row:
         row: dict[str, Any] = dict(zip(KEY_COLUMNS, cell.key, strict=True))
@@ -344,5 +395,5 @@ def _count_rows(path: Path) -> int | str:
         return ""
 
 
-__all__ = ["Steps", "Experiment", "ExperimentResult", "run",
+__all__ = ["Steps", "Experiment", "ExperimentResult", "run", "SETTINGS_FILE",
            "selection_seconds", "scoring_charge", "ScoringCharge"]

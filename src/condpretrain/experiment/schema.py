@@ -15,7 +15,8 @@ The top-level keys are the fields of :class:`ExperimentConfig`; a section's keys
 options of its command's config class, less those the grid sets per cell (``grid=True``).
 Both go through :func:`~condpretrain.config.options.parse_mapping`, so every error is one
 line naming the file and the key as written: ``exp.yaml: select.batch_size must be
-positive, got -1``.
+positive, got -1``. So does the ``slurm`` section (:mod:`.slurm_schema`): where ``run
+--launcher slurm`` submits the steps, which changes nothing they compute.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from condpretrain.config import (
 from condpretrain.config.options import Option, option, option_map, parse_mapping
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.results import BASELINES
+from condpretrain.experiment.slurm_schema import parse_slurm
 from condpretrain.registry import PRETRAIN_METHODS, SCORERS
 
 # ------------------------------------------------------------------- value parsers
@@ -179,6 +181,9 @@ class ExperimentConfig:
                                       "a mode's name holds that mode's own")
     finetune: dict[str, Any] = option(default_factory=dict, help="options of `finetune`; "
                                       "a mode's name holds that mode's own")
+    # Neutral: where the steps run changes nothing they compute.
+    slurm: dict[str, Any] = option(default_factory=dict, help="where `run --launcher slurm` "
+                                   "submits the steps (see slurm_schema)", neutral=True)
 
     def to_yaml(self) -> str:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -234,6 +239,8 @@ def parse_experiment(data: dict[str, Any], where: str = "experiment",
     if "targets" in values:
         values["targets"] = {name: parse_target(name, spec, where)
                              for name, spec in values["targets"].items()}
+    if "slurm" in values:
+        values["slurm"] = parse_slurm(values["slurm"], where)
     config = _resolve_paths(ExperimentConfig(**values), base or Path.cwd())
     check_configs(config, where)
     return config
@@ -285,9 +292,13 @@ def _check_required(data: dict[str, Any], where: str) -> None:
 
 
 def _resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
+    slurm = dict(config.slurm)
+    if slurm.get("folder"):
+        slurm["folder"] = str(_resolve(slurm["folder"], base))
     return dataclasses.replace(
         config, pool=[_resolve_spec(spec, base) for spec in config.pool],
-        targets={name: _resolve_target(spec, base) for name, spec in config.targets.items()})
+        targets={name: _resolve_target(spec, base) for name, spec in config.targets.items()},
+        slurm=slurm)
 
 
 def _resolve_target(spec: TargetSpec, base: Path) -> TargetSpec:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,19 +20,26 @@ from condpretrain.experiment.results import (
 )
 from condpretrain.log import get_logger
 from condpretrain.report import plots
+from condpretrain.report.findings import Findings, compute_findings
+from condpretrain.report.findings_text import detail_tables, findings_text, intro, sentences
 from condpretrain.report.html import (
     Block,
+    BulletList,
     Heading,
     Paragraph,
     Picture,
+    Section,
     markdown_table,
+    pictures,
     to_html,
     to_markdown,
 )
+from condpretrain.report.paired import seed_order
+from condpretrain.report.plan_table import plan_blocks
+from condpretrain.report.subsets import read_subset, subset_files
 from condpretrain.report.tables import (
     Table,
     all_tables,
-    number,
     timing_table,
     total_cost_table,
 )
@@ -47,7 +53,9 @@ class ReportResult:
     markdown: Path
     html: Path
     figures: list[Path] = field(default_factory=list)
-    table_text: str = ""  # the Table-2 tables as markdown, for the CLI to print
+    # what the CLI prints: the Findings sentences, then the Table-2 tables as markdown
+    table_text: str = ""
+    findings_text: str = ""  # the Findings sentences alone, one line each
 
 
 def write_report(out_dir: str | Path) -> ReportResult:
@@ -60,30 +68,41 @@ def write_report(out_dir: str | Path) -> ReportResult:
         raise CondPretrainError(f"{results}: the results table has no rows yet")
     title = f"Conditional pre-training: {_experiment_name(out)}"
     tables = all_tables(rows)
+    findings = compute_findings(rows, out)
     blocks: list[Block] = [
+        findings_section(findings),
         Paragraph(f"{len(rows)} runs over {len({r['target'] for r in rows})} target(s); "
-                  f"seeds: {', '.join(sorted({r['seed'] for r in rows}, key=int))}."),
+                  f"seeds: {', '.join(sorted({r['seed'] for r in rows}, key=seed_order))}."),
         Heading("Results in the layout of the paper's Table 2"),
         *tables,
         Heading("Accuracy against pre-training cost"),
-        Picture("top-1 accuracy vs pre-training device-hours, one point per cell",
+        Picture("top-1 accuracy vs pre-training device-hours, one point per cell "
+                f"({plots.error_bar_caption(rows)})",
                 "figures/accuracy_vs_cost.png", plots.accuracy_vs_cost(rows)),
         Heading("Selection time apart from pre-training time"),
         timing_table(rows),
         total_cost_table(rows),
+        *plan_blocks(out, rows),
     ]
     blocks += _selection_blocks(out, rows)
     blocks += _eval_duplicate_blocks(out, rows)
     figures = []
-    for block in blocks:
-        if isinstance(block, Picture):
-            atomic.write_bytes(out / block.filename, block.png)
-            figures.append(out / block.filename)
+    for picture in pictures(blocks):
+        atomic.write_bytes(out / picture.filename, picture.png)
+        figures.append(out / picture.filename)
     atomic.write_text(out / "report.md", to_markdown(title, blocks))
     atomic.write_text(out / "report.html", to_html(title, blocks))
-    text = "\n\n".join(f"{t.title}\n{markdown_table(t)}" for t in tables)
+    summary = findings_text(findings)
+    text = "\n\n".join([summary, *(f"{t.title}\n{markdown_table(t)}" for t in tables)])
     log.info("report written to %s", out / "report.html")
-    return ReportResult(out / "report.md", out / "report.html", figures, text)
+    return ReportResult(out / "report.md", out / "report.html", figures, text, summary)
+
+
+def findings_section(findings: Findings) -> Section:
+    """The Findings, first in the report: one sentence per finding, then the details."""
+    return Section("findings", "Findings", [
+        Paragraph(intro(findings)), BulletList(sentences(findings)),
+        *detail_tables(findings)])
 
 
 def _experiment_name(out: Path) -> str:
@@ -94,41 +113,13 @@ def _experiment_name(out: Path) -> str:
         return out.name
 
 
-def read_subset(path: Path) -> list[dict[str, str]]:
-    """Rows of a subset.csv, top-scored first (by rank, else by score)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    if rows and number(rows[0].get("rank")) is not None:
-        rows.sort(key=lambda r: number(r.get("rank")) or 0.0)
-    elif rows and number(rows[0].get("score")) is not None:
-        rows.sort(key=lambda r: -(number(r.get("score")) or 0.0))
-    return rows
-
-
-def _subsets(out: Path, rows: list[dict[str, str]]) -> dict[tuple[str, str, str], Path]:
-    """(target, budget, method) -> subset.csv of the lowest seed that has one."""
-    found: dict[tuple[str, str, str], tuple[int, Path]] = {}
-    for r in rows:
-        if not r.get("select_dir"):
-            continue
-        path = Path(r["select_dir"])
-        path = (path if path.is_absolute() else out / path) / "subset.csv"
-        key = (r["target"], budget_key(float(r["budget"])), r["method"])
-        seed = int(r["seed"])
-        # selection.json marks a selection's files complete (atomic.OutputSet)
-        complete = path.is_file() and (path.parent / "selection.json").is_file()
-        if complete and (key not in found or seed < found[key][0]):
-            found[key] = (seed, path)
-    return {k: v[1] for k, v in found.items()}
-
-
 def _image_path(path: str, subset_csv: Path) -> str:
     p = Path(path)
     return str(p if p.is_absolute() else subset_csv.parent / p)
 
 
 def _selection_blocks(out: Path, rows: list[dict[str, str]]) -> list[Block]:
-    subsets = _subsets(out, rows)
+    subsets = subset_files(out, rows)
     if not subsets:
         return []
     blocks: list[Block] = [Heading("What each method picked")]
@@ -230,4 +221,4 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
 
 
-__all__ = ["ReportResult", "write_report", "read_subset"]
+__all__ = ["ReportResult", "write_report", "read_subset", "findings_section"]

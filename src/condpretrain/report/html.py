@@ -29,7 +29,32 @@ class Picture:
     png: bytes
 
 
-Block = Heading | Paragraph | Table | Picture
+@dataclass
+class BulletList:
+    items: list[str]
+
+
+@dataclass
+class Section:
+    """Blocks under a heading that a link can reach: ``<section id=...>`` in HTML."""
+
+    anchor: str
+    title: str
+    blocks: list[Block]
+
+
+Block = Heading | Paragraph | Table | Picture | BulletList | Section
+
+
+def pictures(blocks: list[Block]) -> list[Picture]:
+    """Every picture of the blocks, those inside sections included, in reading order."""
+    found: list[Picture] = []
+    for block in blocks:
+        if isinstance(block, Picture):
+            found.append(block)
+        elif isinstance(block, Section):
+            found += pictures(block.blocks)
+    return found
 
 
 def markdown_table(table: Table) -> str:
@@ -45,9 +70,17 @@ def markdown_table(table: Table) -> str:
 
 
 def to_markdown(title: str, blocks: list[Block]) -> str:
-    parts = [f"# {title}"]
+    return "\n\n".join([f"# {title}", *_markdown_parts(blocks)]) + "\n"
+
+
+def _markdown_parts(blocks: list[Block]) -> list[str]:
+    parts: list[str] = []
     for block in blocks:
-        if isinstance(block, Heading):
+        if isinstance(block, Section):
+            parts += [f"## {block.title}", *_markdown_parts(block.blocks)]
+        elif isinstance(block, BulletList):
+            parts.append("\n".join(f"- {item}" for item in block.items))
+        elif isinstance(block, Heading):
             parts.append(f"{'#' * block.level} {block.text}")
         elif isinstance(block, Paragraph):
             parts.append(block.text)
@@ -56,7 +89,7 @@ def to_markdown(title: str, blocks: list[Block]) -> str:
                          + (f"\n\n_{block.note}_" if block.note else ""))
         elif isinstance(block, Picture):
             parts.append(f"![{block.title}]({block.filename})")
-    return "\n\n".join(parts) + "\n"
+    return parts
 
 
 STYLE = """
@@ -67,6 +100,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 th{background:#f2f2f2} caption{font-weight:bold;text-align:left;padding:4px 0}
 p.note{font-size:12px;color:#555;margin-top:0} img{max-width:100%;margin:.5em 0}
 figure{display:inline-block;margin:.5em 1em .5em 0} figcaption{font-size:12px;color:#555}
+section#findings{border-left:4px solid #4a7;padding-left:1em} li{margin:.3em 0}
 """
 
 
@@ -91,9 +125,21 @@ def html_table(table: Table) -> str:
 def to_html(title: str, blocks: list[Block]) -> str:
     parts = ["<!DOCTYPE html><html><head><meta charset=\"utf-8\">",
              f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>"]
+             f"<h1>{html.escape(title)}</h1>", *_html_parts(blocks), "</body></html>\n"]
+    return "\n".join(parts)
+
+
+def _html_parts(blocks: list[Block]) -> list[str]:
+    parts: list[str] = []
     for block in blocks:
-        if isinstance(block, Heading):
+        if isinstance(block, Section):
+            parts += [f"<section id=\"{html.escape(block.anchor)}\">",
+                      f"<h2>{html.escape(block.title)}</h2>", *_html_parts(block.blocks),
+                      "</section>"]
+        elif isinstance(block, BulletList):
+            parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>"
+                                          for item in block.items) + "</ul>")
+        elif isinstance(block, Heading):
             level = min(max(block.level, 1), 6)
             parts.append(f"<h{level}>{html.escape(block.text)}</h{level}>")
         elif isinstance(block, Paragraph):
@@ -105,5 +151,4 @@ def to_html(title: str, blocks: list[Block]) -> str:
             parts.append(f"<figure><img alt=\"{html.escape(block.title)}\" "
                          f"src=\"data:image/png;base64,{data}\">"
                          f"<figcaption>{html.escape(block.title)}</figcaption></figure>")
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
+    return parts

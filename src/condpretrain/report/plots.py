@@ -37,8 +37,31 @@ def _method_colour(method: str) -> str:
     return f"C{index % 10}"
 
 
+def seeds_per_cell(rows: list[dict[str, str]], metric: str = "top1") -> list[int]:
+    """How many seeds each plotted cell has (a value in ``metric``), sorted."""
+    seeds: dict[tuple[str, ...], set[str]] = {}
+    for r in rows:
+        if number(r.get(metric)) is not None:
+            key = (r["target"], r["mode"], r["resolution"], r["budget"], r["method"])
+            seeds.setdefault(key, set()).add(r["seed"])
+    return sorted(len(s) for s in seeds.values())
+
+
+def error_bar_caption(rows: list[dict[str, str]], metric: str = "top1") -> str:
+    """``mean ± std over 3 seeds`` (or ``over 1-3 seeds`` when cells differ)."""
+    counts = seeds_per_cell(rows, metric)
+    if not counts:
+        return "no values"
+    low, high = counts[0], counts[-1]
+    n = f"{low}" if low == high else f"{low}-{high}"
+    if high < 2:
+        return "one seed per cell: no error bars"
+    return f"mean ± std over {n} seeds; bars: std of accuracy and, where it varies, of cost"
+
+
 def accuracy_vs_cost(rows: list[dict[str, str]], metric: str = "top1") -> bytes:
-    """One point per cell (mean over seeds, bar = std): accuracy against pre-training cost."""
+    """One point per cell (mean over seeds): accuracy against pre-training cost, with
+    error bars of the std over seeds in accuracy and, where it varies, in cost."""
     targets = list(dict.fromkeys(r["target"] for r in rows))
     first_mode = rows[0]["mode"] if rows else ""  # drawn solid; later modes paler
     resolutions = sorted({int(r["resolution"]) for r in rows if r["method"] != RANDOM_INIT},
@@ -60,9 +83,13 @@ def accuracy_vs_cost(rows: list[dict[str, str]], metric: str = "top1") -> bytes:
                 if int(res) in resolutions else "x"
             label = method_label(method) if method not in labelled else None
             labelled.add(method)
-            ax.errorbar(cost.mean if cost else 0.0, acc.mean, yerr=acc.std,
-                        fmt=marker, color=_method_colour(method), label=label, capsize=2,
-                        markersize=6, alpha=0.9 if mode == first_mode else 0.6)
+            # A cell of one seed has no spread to show: no bar rather than a bar of 0.
+            ax.errorbar(cost.mean if cost else 0.0, acc.mean,
+                        yerr=acc.std if acc.n > 1 else None,
+                        xerr=cost.std if cost and cost.n > 1 and cost.std > 0 else None,
+                        fmt=marker, color=_method_colour(method), label=label, capsize=4,
+                        elinewidth=1.3, capthick=1.3, markersize=6,
+                        alpha=0.9 if mode == first_mode else 0.6)
         ax.set_title(target)
         ax.set_xlabel("pre-training cost (device-hours)")
         ax.set_ylabel(f"{metric} (%)" if metric.startswith("top") else metric)

@@ -20,6 +20,7 @@ def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 class _EntropyScorer(Scorer):
     needs_target_labels = True
+    in_short_demo = False  # the short demo keeps random, the domain classifier and clustering
     sign: float = 1.0
 
     def fit(self, target: Target | None, pool: ImageIndex) -> None:

@@ -95,6 +95,12 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
 
 
+def _seed_cpu_rng(seed: int) -> None:
+    """Seed the CPU generator the transforms draw from. Not ``torch.manual_seed``: that
+    also queues a CUDA seeding, with a stack trace, per call (a millisecond per image)."""
+    torch.random.default_generator.manual_seed(seed)
+
+
 class AugmentedDataset(Dataset):
     """``(views, label, index, error)``; ``views`` is ``V x 3 x R x R`` uint8 when
     ``views > 1`` (MoCo's query and key), else ``3 x R x R``."""
@@ -112,7 +118,7 @@ class AugmentedDataset(Dataset):
         image, error = self.source.get(index)
         # Transforms draw from torch's global RNG; fork it so the caller's stream is untouched.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(item_seed(self.seed, self.epoch, index))
+            _seed_cpu_rng(item_seed(self.seed, self.epoch, index))
             views = [self.augment(image) for _ in range(self.views)]
         out = views[0] if self.views == 1 else torch.stack(views)
         label = -1 if self.labels is None else int(self.labels[index])
@@ -132,7 +138,7 @@ class SeededDataset(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(item_seed(self.seed, self.epoch, index))
+            _seed_cpu_rng(item_seed(self.seed, self.epoch, index))
             return self.dataset[index]
 
 
@@ -196,14 +202,13 @@ def make_loader(dataset: Dataset, *, batch_size: int, workers: int, epoch: int, 
                       persistent_workers=False, prefetch_factor=4 if workers else None)
 
 
-def supervised_augment(resolution: int) -> v2.Compose:
+def supervised_augment(resolution: int, scale: float = 0.08, flip: bool = True) -> v2.Compose:
     """The standard random-resized crop (scale 0.08-1, ratio 3/4-4/3, anywhere in the
     whole stored image) and flip, on uint8 tensors."""
-    return v2.Compose([
-        v2.RandomResizedCrop(resolution, interpolation=v2.InterpolationMode.BILINEAR,
-                             antialias=True),
-        v2.RandomHorizontalFlip(),
-    ])
+    steps: list[Any] = [v2.RandomResizedCrop(resolution, scale=(scale, 1.0),
+                                             interpolation=v2.InterpolationMode.BILINEAR,
+                                             antialias=True)]
+    return v2.Compose([*steps, v2.RandomHorizontalFlip()] if flip else steps)
 
 
 def moco_v2_augment(resolution: int) -> v2.Compose:

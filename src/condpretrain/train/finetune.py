@@ -110,7 +110,8 @@ def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool,
                                    cache_dir=config.cache_dir, run=run, workers=config.workers,
                                    max_pixels=config.max_image_pixels, ctx=ctx)
 
-    train_set = AugmentedDataset(source(target.train.paths), supervised_augment(config.resolution),
+    augment = supervised_augment(config.resolution, config.crop_scale, config.flip)
+    train_set = AugmentedDataset(source(target.train.paths), augment,
                                  target.train.label_ids(classes), seed=config.seed)
     test_set = None
     if test is not None:
@@ -135,7 +136,10 @@ def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool,
     topk = (1, 5) if len(classes) > 5 else (1,)
 
     def on_line(metrics: Metrics) -> dict[str, Any]:
-        scores = test_scores(model, test_set, config, topk, ctx, device) if test_set else {}
+        done = int(metrics.epoch) + 1  # epochs finished; the line's epoch counts from 0
+        if test_set is None or (done % config.eval_every and done != config.epochs):
+            return {}
+        scores = test_scores(model, test_set, config, topk, ctx, device)
         cost.add_flops(scores.pop("_seen", 0), 1.0)
         return scores
 

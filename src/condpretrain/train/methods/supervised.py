@@ -29,7 +29,8 @@ class Supervised(PretrainMethod):
         return self.resnet(classes)
 
     def augment(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        return supervised_augment(self.config.resolution)
+        return supervised_augment(self.config.resolution, self.config.crop_scale,
+                                  self.config.flip)
 
     def task(self, model: nn.Module) -> SupervisedTask:
         return SupervisedTask(model)

@@ -1,0 +1,159 @@
+"""Predicted against measured cost: `condpretrain plan`, then the real runs of its grid.
+
+    python bench/plan.py                  # CPU, quick preset: about 2 minutes on 2 cores
+    python bench/plan.py --preset small --pretrain-epochs 0 --finetune-epochs 0 \
+        --methods random,domain-classifier --budgets 0.25      # the small preset's schedules
+    python bench/plan.py --device cuda --preset small --pool-per-class 2000 \
+        --pretrain-epochs 0 --finetune-epochs 0 --threads 8                    # a GPU
+
+Makes a pool of photo-like JPEGs (4 classes) and a labelled target (2 classes), runs
+`condpretrain plan ... --out OUT`, then `condpretrain run` of the same grid into OUT (both
+as a user would, in their own processes), and prints per cell and stage the predicted
+and measured device-hours and the error (predicted - measured) / measured, the totals
+with shared work counted once, and the median absolute error over cells and stages.
+Every process runs with ``--threads`` compute threads (1 by default): on a machine shared
+with other jobs, two threads per process on two cores spend much of their time waiting for
+each other, and identical runs then differ by a quarter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+from _util import print_table
+from PIL import Image
+
+from condpretrain.experiment.results import read_results
+from condpretrain.plan.record import read_plan
+from condpretrain.report.plan_table import comparisons, median_abs_error, total_comparisons
+
+
+def photo(rng: np.random.Generator, tint: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """Smooth colour noise (coarse noise, upscaled) with a class tint: decodes and
+    compresses like a photo, not like a flat test pattern."""
+    coarse = rng.random((size[1] // 8 + 1, size[0] // 8 + 1, 3)) * 0.6 + tint * 0.4
+    image = Image.fromarray((coarse * 255).astype(np.uint8)).resize(size, Image.BILINEAR)
+    grain = rng.normal(0, 8, (size[1], size[0], 3))
+    return Image.fromarray(np.clip(np.asarray(image) + grain, 0, 255).astype(np.uint8))
+
+
+def write_images(folder: Path, count: int, tint: np.ndarray, seed: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        photo(rng, tint, (160, 120)).save(folder / f"{i:05d}.jpg", quality=90)
+
+
+def make_data(root: Path, per_class: int, target_train: int, target_test: int) -> tuple[Path, Path]:
+    tints = np.random.default_rng(7).random((4, 3))
+    for c, tint in enumerate(tints):
+        write_images(root / "pool" / f"class{c}", per_class, tint, seed=c)
+    for c, tint in enumerate(tints[:2]):
+        write_images(root / "target" / "train" / f"t{c}", target_train, tint, seed=100 + c)
+        write_images(root / "target" / "test" / f"t{c}", target_test, tint, seed=200 + c)
+    return root / "pool", root / "target"
+
+
+def cli(threads: int, *args: str) -> float:
+    """Run one command as a user would, with ``threads`` compute threads; its wall
+    seconds."""
+    started = time.perf_counter()
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run([sys.executable, "-m", "condpretrain", *args], capture_output=True,
+                          text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"failed: condpretrain {' '.join(args)}\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--pool-per-class", type=int, default=150)
+    parser.add_argument("--target-train", type=int, default=40, help="per class")
+    parser.add_argument("--target-test", type=int, default=20, help="per class")
+    parser.add_argument("--methods", default="random,domain-classifier,clustering-min")
+    parser.add_argument("--budgets", default="0.1,0.25")
+    parser.add_argument("--resolutions", default="32,16")
+    parser.add_argument("--modes", default="supervised")
+    parser.add_argument("--pretrain-epochs", type=int, default=6, help="0: the preset's")
+    parser.add_argument("--finetune-epochs", type=int, default=6, help="0: the preset's")
+    parser.add_argument("--steps", type=int, default=None, help="plan --steps (preset's)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="compute threads per process (OMP_NUM_THREADS): on a machine "
+                             "shared with other jobs, one thread keeps timings steady")
+    parser.add_argument("--out", default=None, help="keep the experiment folder here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        out = Path(args.out) if args.out else work / "out"
+        pool, target = make_data(work / "data", args.pool_per_class, args.target_train,
+                                 args.target_test)
+        grid = {"methods": args.methods, "budgets": args.budgets,
+                "resolutions": args.resolutions, "modes": args.modes}
+        sections = {name: {"epochs": epochs} if epochs else {} for name, epochs in
+                    (("pretrain", args.pretrain_epochs), ("finetune", args.finetune_epochs))}
+        flags = [f"--{k}={v}" for k, v in grid.items()]
+        flags += [f"--{k}={json.dumps(v)}" for k, v in sections.items() if v]
+        if args.steps:
+            flags.append(f"--steps={args.steps}")
+        plan_seconds = cli(args.threads, "plan", "--source", f"pool={pool}", "--target",
+                           f"cars={target}", "--preset", args.preset, "--device", args.device,
+                           "--out", str(out), *flags)
+        experiment = {"name": "bench-plan", "preset": args.preset, "pool": [f"pool={pool}"],
+                      "targets": {"cars": str(target)},
+                      **{k: v.split(",") for k, v in grid.items()},
+                      "select": {"device": args.device},
+                      **{k: {**v, "device": args.device} for k, v in sections.items()}}
+        experiment["budgets"] = [float(b) for b in experiment["budgets"]]
+        experiment["resolutions"] = [int(r) for r in experiment["resolutions"]]
+        (work / "exp.yaml").write_text(yaml.safe_dump(experiment))
+        run_seconds = cli(args.threads, "run", str(work / "exp.yaml"), "--out", str(out),
+                          "--no-report")
+        report(read_plan(out / "plan.json"), read_results(out / "results.csv"), plan_seconds,
+               run_seconds)
+
+
+def report(plan: dict, rows: list[dict[str, str]], plan_seconds: float,
+           run_seconds: float) -> None:
+    found, unplanned = comparisons(plan, rows)
+    assert not unplanned, f"{len(unplanned)} results rows have no plan cell"
+    print(f"plan: {plan['device']}, calibration {plan['calibration']['seconds']:.0f} s "
+          f"(command {plan_seconds:.0f} s); the grid's run: {run_seconds:.0f} s")
+    table = [[c.label, c.stage, f"{c.predicted * 3600:.2f}", f"{c.measured * 3600:.2f}",
+              f"{c.error * 100:+.0f}"] for c in found]
+    print_table("per cell and stage (device-seconds; error = (predicted - measured) / measured)",
+                ["cell", "stage", "predicted", "measured", "error %"], table)
+    totals = total_comparisons(plan, rows)
+    print_table("totals, shared work counted once (device-seconds)",
+                ["stage", "predicted", "measured", "error %"],
+                [[c.stage, f"{c.predicted * 3600:.2f}", f"{c.measured * 3600:.2f}",
+                  f"{c.error * 100:+.0f}"] for c in totals])
+    predicted = sum(c.predicted for c in totals)
+    measured = sum(c.measured for c in totals)
+    by_stage = {stage: median_abs_error([c for c in found if c.stage == stage])
+                for stage in ("select", "pretrain", "finetune")}
+    print(f"\nwhole grid: predicted {predicted * 3600:.1f} s, measured {measured * 3600:.1f} s, "
+          f"error {(predicted - measured) / measured * 100:+.1f} %")
+    print("median absolute error per stage: " + ", ".join(
+        f"{s} {e * 100:.1f} %" for s, e in by_stage.items() if e is not None))
+    print(f"median absolute error over cells and stages: {median_abs_error(found) * 100:.1f} % "
+          f"(goal: within 15 %)")
+    print(json.dumps({"median_abs_error": median_abs_error(found),
+                      "stdev_error": statistics.pstdev([c.error for c in found
+                                                        if c.error is not None])}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""``condpretrain plan``: predict a grid's device-hours from a short calibration."""
+
+from __future__ import annotations
+
+import argparse
+
+from condpretrain.cli.flags import add_config_flags, add_preset_flags, config_from_args
+from condpretrain.config import PlanConfig
+from condpretrain.errors import CondPretrainError
+from condpretrain.plan import plan
+from condpretrain.plan.make import PlanResult
+from condpretrain.plan.predict import STAGES
+from condpretrain.report.tables import hours_text
+
+STAGE_TITLES = {"select": "select", "pretrain": "pre-train", "finetune": "fine-tune"}
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "plan", help="predict the device-hours of a grid and which cells fit in --hours",
+        description="Measure throughput with short real runs on this machine (scoring, "
+                    "pre-training per resolution and mode, fine-tuning), then predict, per "
+                    "cell of the grid, the device-hours of selection, pre-training and "
+                    "fine-tuning that `condpretrain run` will take, and which cells it "
+                    "finishes within --hours. Writes OUT/plan.json; run the experiment into "
+                    "the same OUT and its report compares predicted with measured cost.")
+    parser.add_argument("--source", action="append", metavar="[NAME=]POOL",
+                        help="an ImageFolder, flat image folder or path,label CSV; repeat to union")
+    parser.add_argument("--target", metavar="[NAME=]TARGET",
+                        help="the target as the experiment file names it: NAME=PATH, or a "
+                             "folder (named after it)")
+    parser.add_argument("--out", default="plan", metavar="DIR",
+                        help="where plan.json goes (default: plan); the experiment's --out "
+                             "to compare after the run")
+    add_preset_flags(parser)
+    add_config_flags(parser, PlanConfig)
+    parser.set_defaults(handler=run_plan)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    config = config_from_args(args, PlanConfig)  # a bad option fails before any listing
+    if not args.source:
+        raise CondPretrainError("--source: give at least one image pool")
+    if not args.target:
+        raise CondPretrainError("--target: give the target dataset")
+    print_plan(plan(args.source, args.target, args.out, config, args.preset))
+    return 0
+
+
+def print_plan(result: PlanResult) -> None:
+    """The cells in the order `run` runs them, their predicted device-hours, the totals."""
+    header = ["cell", *(STAGE_TITLES[s] for s in STAGES), "cell total", "cumulative"]
+    if result.hours is not None:
+        header.append(f"fits {result.hours:g} h")
+    rows = []
+    for cost in result.cells:
+        row = [cost.plan.cell.label, *(hours_text(cost.charged[s]) for s in STAGES),
+               hours_text(sum(cost.charged.values())), hours_text(cost.cumulative)]
+        if cost.fits is not None:
+            row.append("yes" if cost.fits else "no")
+        rows.append(row)
+    print(f"predicted device-hours on {result.device} (1 process), calibrated in "
+          f"{result.calibration_seconds:.0f} s; cells in the order `condpretrain run` runs "
+          "them, each charged all it needs (as results.csv charges it)")
+    _print_table(header, rows)
+    print("\ntotal, shared work counted once: " + ", ".join(
+        f"{STAGE_TITLES[s]} {hours_text(result.once[s])}" for s in STAGES)
+        + f", all {hours_text(result.once['total'])} device-hours "
+          f"(rows' charges summed: {hours_text(result.charged['total'])})")
+    if result.hours is not None:
+        fitting = [c for c in result.cells if c.fits]
+        used = fitting[-1].cumulative if fitting else 0.0
+        print(f"{len(fitting)} of {len(result.cells)} cells fit in {result.hours:g} "
+              f"device-hours (they take {hours_text(used)})")
+    print(f"plan: {result.path}")
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for i, row in enumerate([header, *rows]):
+        print("  ".join(text.ljust(w) if j == 0 else text.rjust(w)
+                        for j, (text, w) in enumerate(zip(row, widths, strict=True))))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))

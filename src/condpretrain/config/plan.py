@@ -1,0 +1,121 @@
+"""``plan``: predict the device-hours of an experiment grid from a short calibration run.
+
+The grid's axes and sections mean what they mean in an experiment file (``budgets``,
+``resolutions``, ``select: {...}``...), so a plan predicts exactly the runs that
+``condpretrain run`` would make of the same settings; the ``--preset`` flag is the
+commands' preset, as ``preset:`` is an experiment file's. The calibration options say
+how long each throughput measurement runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from condpretrain.config import common
+from condpretrain.config.base import PRESET_NAMES, Config
+from condpretrain.config.load import yaml_loads
+from condpretrain.config.options import option
+from condpretrain.registry import PRETRAIN_METHODS, SCORERS
+
+# The two baseline rows of the results table (experiment/results.py names them; the
+# config layer sits below it, and tests/plan checks that both spell them alike).
+BASELINE_ROWS = ("random-init", "entire-pool")
+
+
+def parse_budgets(value: Any) -> Any:
+    """Budgets as fractions: 0.06 or '6%', a list, one value, or 'a, b' from a flag."""
+    if isinstance(value, str):
+        value = value.replace(",", " ").split() or [value]
+    if not isinstance(value, (list, tuple)):
+        return value  # one number: the option's list type wraps it
+    return [_percent(item) for item in value]
+
+
+def _percent(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            pass  # left as it is, for the check to refuse naming the option
+    return value
+
+
+def _all_or_none(value: Any) -> Any:
+    """``true``: both baselines; ``false`` or ``none``: neither (as in an experiment file)."""
+    if value is True or (isinstance(value, str) and value.lower() in ("true", "all")):
+        return list(BASELINE_ROWS)
+    if value is False or (isinstance(value, str) and value.lower() in ("false", "none")):
+        return []
+    return value
+
+
+def parse_section(value: Any) -> Any:
+    """A section's options: a mapping from YAML, or its YAML text from a flag
+    (``--pretrain '{epochs: 2, moco: {batch_size: 32}}'``)."""
+    if isinstance(value, str):
+        try:
+            parsed = yaml_loads(value)
+        except Exception:  # noqa: BLE001 - left as text, refused by the mapping check
+            return value
+        return parsed if isinstance(parsed, dict) else value
+    return value
+
+
+_AXIS: dict[str, Any] = {"min_items": 1, "unique": True}
+
+
+@dataclass
+class PlanConfig(Config):
+    """Calibrate throughput on this machine and predict the device-hours of a grid."""
+
+    hours: float | None = option(None, "device-hours available: the plan marks the cells "
+                                 "`condpretrain run` finishes within them, in its order",
+                                 low=0, low_open=True, metavar="H")
+    methods: list[str] = option(default_factory=SCORERS.names, help="selection methods",
+                                choices=SCORERS.choices(), **_AXIS)
+    budgets: list[float] = option(default_factory=lambda: [0.06, 0.12],
+                                  help="shares of the pool to select, e.g. 0.06 or 6%",
+                                  low=0, high=1, low_open=True, high_open=True,
+                                  parse=parse_budgets, **_AXIS)
+    resolutions: list[int] = option(default_factory=lambda: [224, 112],
+                                    help="pre-training resolutions (px)", low=0, low_open=True,
+                                    **_AXIS)
+    modes: list[str] = option(default_factory=lambda: ["supervised"],
+                              help="pre-training methods", choices=PRETRAIN_METHODS.choices(),
+                              **_AXIS)
+    seeds: list[int] = option(default_factory=lambda: [0], help="every cell runs once per seed",
+                              **_AXIS)
+    baselines: list[str] = option(default_factory=lambda: list(BASELINE_ROWS),
+                                  help="baseline rows (true: both, false: none)",
+                                  choices=BASELINE_ROWS, parse=_all_or_none, unique=True)
+    select: dict[str, Any] = option(default_factory=dict, parse=parse_section,
+                                    help="options of `select`, as an experiment file's section",
+                                    metavar="YAML")
+    pretrain: dict[str, Any] = option(default_factory=dict, parse=parse_section,
+                                      help="options of `pretrain`, as an experiment file's "
+                                      "section (a mode's name holds that mode's own)",
+                                      metavar="YAML")
+    finetune: dict[str, Any] = option(default_factory=dict, parse=parse_section,
+                                      help="options of `finetune`, as an experiment file's "
+                                      "section (a mode's name holds that mode's own)",
+                                      metavar="YAML")
+    # A few hundred steps give a rate within a few per cent on a GPU; the first steps
+    # (allocator growth, cuDNN autotuning, first decodes) are not part of the rate.
+    steps: int = option(200, "calibration: training steps timed per kind of run, after "
+                        "the warm-up", low=2)
+    warmup_steps: int = option(20, "calibration: steps run before the timing starts", low=0)
+    score_batches: int = option(50, "calibration: batches scored per selection method",
+                                low=2)
+    device: str = common.device()
+
+    # Every preset the commands know; the CPU ones calibrate less (a calibration is
+    # never longer than the runs it prices, see plan/calibrate.py).
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        **{name: {} for name in PRESET_NAMES},
+        "small": {"steps": 60, "warmup_steps": 5, "score_batches": 8},
+        "quick": {"steps": 30, "warmup_steps": 3, "score_batches": 4},
+    }
+
+
+__all__ = ["PlanConfig", "BASELINE_ROWS", "parse_budgets", "parse_section"]

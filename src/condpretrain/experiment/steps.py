@@ -1,0 +1,174 @@
+"""The grid as steps for a cluster: which jobs, what each waits for, what each asks for.
+
+A step is the work of one artefact folder (see :mod:`.grid`), so a folder that several
+cells share is one step, run once:
+
+* ``select`` - the scoring of one (target, method, seed) and the re-selection of each
+  budget from its scores. Re-selecting takes seconds: one job per budget would only add
+  queue waits. The scorings of one target run one after another, in the order the local
+  runner runs them, because they share ``OUT/cache/TARGET`` (the target-trained model,
+  the pool's features): scoring two methods at once would train those twice;
+* ``pretrain`` - one run folder, after the selection it reads; the entire-pool run
+  serves every target and waits for nothing;
+* ``finetune`` - one cell, after the pre-training it starts from;
+* ``collect`` - ``results.csv``, after every fine-tuning, written by the local runner
+  from the finished artefacts (see ``Experiment.run_step``).
+
+Everything here is decided from the experiment file and the files already in ``OUT``;
+nothing is run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from condpretrain.experiment.grid import (
+    Cell,
+    Layout,
+    cells,
+    run_finished,
+    selection_done,
+)
+from condpretrain.experiment.results import (
+    BASELINES,
+    RANDOM_INIT,
+    RESULTS_FILE,
+    read_results,
+    row_key,
+)
+from condpretrain.experiment.schema import ExperimentConfig
+from condpretrain.experiment.slurm_schema import SlurmConfig, StepResources
+
+SELECT, PRETRAIN, FINETUNE, COLLECT = "select", "pretrain", "finetune", "collect"
+# Collecting reads files and writes one table: no GPU, and never for long.
+COLLECT_MINUTES = 60
+
+
+@dataclass(frozen=True)
+class Step:
+    """One job's work: ``folder`` (relative to OUT) is what it makes, ``cells`` the rows
+    it serves (in grid order), ``needs`` the ids of the steps it waits for."""
+
+    kind: str
+    folder: str
+    cells: tuple[Cell, ...]
+    needs: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{self.folder}" if self.folder else self.kind
+
+    @property
+    def cell(self) -> Cell:
+        """The first cell it serves: every cell of a step names the same folder."""
+        return self.cells[0]
+
+    @property
+    def budgets(self) -> list[float]:
+        return sorted({cell.budget for cell in self.cells})
+
+
+@dataclass
+class _Draft:
+    kind: str
+    folder: str
+    cells: list[Cell] = dataclasses.field(default_factory=list)
+    needs: list[str] = dataclasses.field(default_factory=list)
+
+
+def step_graph(layout: Layout, grid: Sequence[Cell]) -> dict[str, Step]:
+    """The steps that ``grid``'s cells need, by id; a step comes after those it needs."""
+    drafts: dict[str, _Draft] = {}
+    scorings: dict[str, list[str]] = {}  # target -> its select steps, in grid order
+
+    def add(kind: str, folder: Path, cell: Cell, *needs: str) -> str:
+        relative = layout.relative(folder)
+        key = f"{kind}:{relative}"
+        if key not in drafts:
+            drafts[key] = _Draft(kind, relative)
+            if kind == SELECT:
+                scorings.setdefault(cell.target, []).append(key)
+        drafts[key].cells.append(cell)
+        drafts[key].needs += [n for n in needs if n not in drafts[key].needs]
+        return key
+
+    finetunes = []
+    for cell in grid:
+        needs: tuple[str, ...] = ()
+        if cell.method not in BASELINES:
+            needs = (add(SELECT, layout.scores_dir(cell.target, cell.method, cell.seed), cell),)
+        if cell.method != RANDOM_INIT:
+            needs = (add(PRETRAIN, layout.pretrain_dir(cell), cell, *needs),)
+        finetunes.append(add(FINETUNE, layout.finetune_dir(cell), cell, *needs))
+    for chain in scorings.values():  # one target's scorings, one after another
+        for before, after in zip(chain, chain[1:], strict=False):
+            drafts[after].needs.append(before)
+    if grid:
+        drafts[COLLECT] = _Draft(COLLECT, "", list(grid), finetunes)
+    order = {SELECT: 0, PRETRAIN: 1, FINETUNE: 2, COLLECT: 3}
+    ranked = sorted(drafts.items(), key=lambda item: order[item[1].kind])  # stable
+    return {key: Step(d.kind, d.folder, tuple(d.cells), tuple(d.needs)) for key, d in ranked}
+
+
+def finished(step: Step, layout: Layout, done: set[tuple[str, ...]]) -> bool:
+    """Whether ``step``'s work is there: every row it serves is in ``results.csv``
+    (done), or its folder holds a finished artefact (the same tests as the runner's)."""
+    if all(cell.key in done for cell in step.cells):
+        return True
+    folder = layout.out / step.folder
+    if step.kind == SELECT:
+        cell = step.cell
+        return selection_done(folder) and all(
+            selection_done(layout.subset_dir(cell.target, cell.method, budget, cell.seed))
+            for budget in step.budgets)
+    if step.kind == PRETRAIN:
+        return run_finished(folder, "backbone.pt")
+    if step.kind == FINETUNE:
+        return run_finished(folder)
+    return False  # collect: only the rows say it is done
+
+
+def done_keys(out: Path) -> set[tuple[str, ...]]:
+    """The keys of the rows already in ``OUT/results.csv``."""
+    return {row_key(row) for row in read_results(out / RESULTS_FILE)}
+
+
+def pending(config: ExperimentConfig, layout: Layout) -> dict[str, Step]:
+    """The steps still to run, as the local runner would: cells whose row is missing,
+    less the artefacts already finished; a need on finished work is dropped."""
+    done = done_keys(layout.out)
+    todo = [cell for cell in cells(config) if cell.key not in done]
+    graph = step_graph(layout, todo)
+    left = {key: step for key, step in graph.items() if not finished(step, layout, done)}
+    return {key: dataclasses.replace(step, needs=tuple(n for n in step.needs if n in left))
+            for key, step in left.items()}
+
+
+def waves(steps: dict[str, Step]) -> list[list[Step]]:
+    """``steps`` in rounds, each needing only steps of earlier rounds (for executors
+    without job dependencies, which run a round and wait for it)."""
+    placed: dict[str, int] = {}
+    rounds: list[list[Step]] = []
+    for key, step in steps.items():  # needs come first (see step_graph)
+        level = 1 + max((placed[n] for n in step.needs if n in placed), default=-1)
+        placed[key] = level
+        if level == len(rounds):
+            rounds.append([])
+        rounds[level].append(step)
+    return rounds
+
+
+def resources(step: Step, slurm: SlurmConfig) -> StepResources:
+    """What ``step`` asks for: its kind's ``slurm`` resources; collect borrows the
+    selection's CPUs and memory, without a GPU."""
+    if step.kind == COLLECT:
+        select = slurm.resources(SELECT)
+        return dataclasses.replace(select, gpus=0, time=min(select.time, COLLECT_MINUTES))
+    return slurm.resources(step.kind)
+
+
+__all__ = ["SELECT", "PRETRAIN", "FINETUNE", "COLLECT", "Step", "step_graph", "finished",
+           "done_keys", "pending", "waves", "resources"]

@@ -1,0 +1,180 @@
+"""``condpretrain plan``: calibrate on this machine, predict the grid, write ``OUT/plan.json``.
+
+The grid is built as an experiment file with the same settings would build it
+(:func:`~condpretrain.experiment.schema.parse_experiment`), so the cells, their order and
+every run's config are the runner's own. Calibration runs in a scratch folder under
+``OUT`` that is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from condpretrain.config import PlanConfig, build_config, to_dict
+from condpretrain.data.sources import ImageIndex, Target, open_pool, open_target, parse_spec
+from condpretrain.device import device_kind, resolve_device
+from condpretrain.experiment.grid import Cell
+from condpretrain.experiment.results import KEY_COLUMNS
+from condpretrain.experiment.runner import Experiment
+from condpretrain.experiment.schema import ExperimentConfig, parse_experiment
+from condpretrain.log import get_logger
+from condpretrain.plan.calibrate import calibrate_finetune, calibrate_pretrain
+from condpretrain.plan.calibrate_select import calibrate_selection
+from condpretrain.plan.predict import (
+    STAGES,
+    CellCost,
+    Job,
+    plan_grid,
+    schedule,
+    totals,
+)
+from condpretrain.plan.rates import LinearCost, Rates, RunRate, Sizes, pretrain_key
+from condpretrain.plan.record import PLAN_FILE, STAGE_COLUMNS, write_plan
+
+log = get_logger(__name__)
+
+PROCESSES = 1  # the calibration measures one process on one device
+
+
+@dataclass
+class PlanResult:
+    """What the plan predicts; ``cells`` in the order ``condpretrain run`` runs them."""
+
+    path: Path  # OUT/plan.json
+    device: str
+    cells: list[CellCost]
+    once: dict[str, float]  # device-hours by stage, shared work counted once
+    charged: dict[str, float]  # the sum of what the rows will be charged
+    hours: float | None
+    calibration_seconds: float
+
+
+def make_plan(sources: list[str] | str, target: str, out: str | Path,
+              config: PlanConfig | None = None, preset: str = "paper") -> PlanResult:
+    """Calibrate, predict every cell's device-hours, and write ``OUT/plan.json``."""
+    config = config or build_config(PlanConfig, preset)
+    config.validate()
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    out = Path(out)
+    experiment = Experiment(experiment_config(sources, target, config, preset), out)
+    started = time.perf_counter()
+    pool, target_set, index_seconds = _listed(experiment)
+    sizes = Sizes(len(pool), len(target_set.train),
+                  len(target_set.test) if target_set.test is not None else 0)
+    work = out / f".plan-calibration-{os.getpid()}"
+    try:
+        rates, measured = calibrate(experiment, pool, target_set, index_seconds, config, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    calibration_seconds = time.perf_counter() - started
+    plans, jobs = plan_grid(experiment, sizes, rates)
+    costs = schedule(plans, jobs, config.hours, PROCESSES)
+    once, charged = totals(plans, jobs, PROCESSES), totals(plans, jobs, PROCESSES, once=False)
+    device = device_kind(resolve_device(config.device))
+    path = out / PLAN_FILE
+    write_plan(path, {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "device": device,
+        "processes": PROCESSES, "preset": preset, "sources": sources, "target": target,
+        "config": to_dict(config), "sizes": dataclasses.asdict(sizes), "hours": config.hours,
+        "calibration": {"seconds": round(calibration_seconds, 3),
+                        "rates": _rates_json(rates), "runs": measured},
+        "cells": [cell_entry(cost) for cost in costs],
+        "jobs": [_job_entry(job) for job in jobs.values()],
+        "totals": {"once": once, "charged": charged},
+        "fits": _fits(costs),
+    })
+    log.info("plan: %d cells, %.4g device-hours (shared work once) -> %s", len(costs),
+             once["total"], path)
+    return PlanResult(path, device, costs, once, charged, config.hours, calibration_seconds)
+
+
+def experiment_config(sources: list[str], target: str, config: PlanConfig, preset: str
+                      ) -> ExperimentConfig:
+    """The experiment file the plan stands for, checked as one (sections included)."""
+    name, path = parse_spec(target)
+    data = {"name": "plan", "pool": sources, "targets": {name: str(path)}, "preset": preset,
+            **{key: getattr(config, key) for key in ("methods", "budgets", "resolutions",
+                                                     "modes", "seeds", "baselines",
+                                                     "select", "pretrain", "finetune")}}
+    return parse_experiment(data, where="--select/--pretrain/--finetune", base=Path.cwd())
+
+
+def _listed(experiment: Experiment) -> tuple[ImageIndex, Target, float]:
+    """The pool and target, and what listing them costs each ``select`` (the second
+    listing: every run after the first finds the folder listings cached)."""
+    config = experiment.config
+    spec = config.target_path(next(iter(config.targets)))
+    open_pool(config.pool)
+    open_target(spec)
+    started = time.perf_counter()
+    pool, target = open_pool(config.pool), open_target(spec)
+    return pool, target, time.perf_counter() - started
+
+
+def calibrate(experiment: Experiment, pool: ImageIndex, target: Target, index_seconds: float,
+              config: PlanConfig, work: Path) -> tuple[Rates, dict[str, Any]]:
+    """Every rate the grid's prediction needs, measured with short real runs."""
+    grid = experiment.config
+    name, seed = next(iter(grid.targets)), grid.seeds[0]
+    selection, select_runs = calibrate_selection(experiment, name, pool, target,
+                                                 index_seconds, config, work)
+    pretrain: dict[str, RunRate] = {}
+    pretrain_cache: dict[int, LinearCost] = {}
+    finetune: dict[str, RunRate] = {}
+    finetune_cache: dict[int, LinearCost] = {}
+    runs: dict[str, Any] = {"select": select_runs, "pretrain": {}, "finetune": {}}
+    for mode in grid.modes:
+        for resolution in grid.resolutions:
+            cell = Cell(name, mode, resolution, min(grid.budgets), grid.methods[0], seed)
+            rate, cache, run = calibrate_pretrain(experiment, cell, pool, config, work)
+            key = pretrain_key(mode, resolution)
+            pretrain[key] = rate
+            pretrain_cache.setdefault(resolution, cache)  # later builds find it made
+            runs["pretrain"][key] = run
+        cell = Cell(name, mode, grid.resolutions[0], min(grid.budgets), grid.methods[0], seed)
+        rate, cache, run = calibrate_finetune(experiment, cell, target, config, work)
+        finetune[mode] = rate
+        finetune_cache.setdefault(experiment.finetune_config(cell, None).resolution, cache)
+        runs["finetune"][mode] = run
+    return Rates(selection, pretrain, pretrain_cache, finetune, finetune_cache), runs
+
+
+def cell_entry(cost: CellCost) -> dict[str, Any]:
+    """A cell of plan.json: its results-row key and the device-hours it will be charged."""
+    cell = cost.plan.cell
+    return {**dict(zip(KEY_COLUMNS, cell.key, strict=True)), "label": cell.label,
+            **{STAGE_COLUMNS[stage]: cost.charged[stage] for stage in STAGES},
+            "device_hours": sum(cost.charged.values()), "added_device_hours": cost.added,
+            "cumulative_device_hours": cost.cumulative, "fits": cost.fits,
+            "jobs": {stage: list(keys) for stage, keys in cost.plan.jobs.items()}}
+
+
+def _job_entry(job: Job) -> dict[str, Any]:
+    return {"key": job.key, "stage": job.stage, "seconds": round(job.seconds, 3),
+            **job.detail}
+
+
+def _rates_json(rates: Rates) -> dict[str, Any]:
+    """The measured rates, with images per second beside each training step."""
+    data = dataclasses.asdict(rates)
+    for group in ("pretrain", "finetune"):
+        for key, rate in getattr(rates, group).items():
+            data[group][key]["images_per_second"] = round(rate.images_per_second, 2)
+    return data
+
+
+def _fits(costs: list[CellCost]) -> dict[str, Any] | None:
+    if not costs or costs[0].fits is None:
+        return None
+    fitting = [c for c in costs if c.fits]
+    return {"cells": len(fitting), "of": len(costs),
+            "device_hours": fitting[-1].cumulative if fitting else 0.0}
+
+
+__all__ = ["PlanResult", "make_plan", "experiment_config", "calibrate", "cell_entry"]

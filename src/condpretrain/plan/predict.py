@@ -1,0 +1,208 @@
+"""Predicted device-hours of a grid: the runs ``condpretrain run`` will make of it, each
+priced with what the calibration measured on this machine.
+
+Pure arithmetic, no timing. A run is described by what it will do (images to cache,
+epochs, images per epoch, evaluations, pool images to score), taken from the very configs
+the experiment runner builds for each cell, and priced with the rates of :mod:`.rates`.
+
+Work that several cells share is one :class:`Job` named by the folder the runner gives
+it (``experiment.grid.Layout``); a cell is charged every job it needs, as ``results.csv``
+charges its row, and totals count each job once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from condpretrain.config import FinetuneConfig
+from condpretrain.experiment.grid import Cell, cells
+from condpretrain.experiment.results import BASELINES, ENTIRE_POOL, RANDOM_INIT
+from condpretrain.experiment.runner import Experiment
+from condpretrain.plan.rates import (
+    Rates,
+    SelectionRates,
+    Sizes,
+    epoch_images,
+    evaluated_epochs,
+    pretrain_key,
+    steps_per_epoch,
+)
+from condpretrain.registry import PRETRAIN_METHODS
+from condpretrain.scoring.cost import device_hours
+from condpretrain.selection import budget_size
+from condpretrain.train.finetune import resolve
+
+STAGES = ("select", "pretrain", "finetune")
+
+
+
+@dataclass(frozen=True)
+class Job:
+    """One piece of work the grid does once: a scoring, a cached model's training, a
+    re-selection, a pre-training or fine-tuning run; ``key`` is its folder."""
+
+    key: str
+    stage: str
+    seconds: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """A row of the results table and the jobs it is charged, by stage."""
+
+    cell: Cell
+    jobs: dict[str, tuple[str, ...]]
+
+
+def plan_grid(experiment: Experiment, sizes: Sizes, rates: Rates
+              ) -> tuple[list[CellPlan], dict[str, Job]]:
+    """Every cell of the experiment in the runner's order, and every job, priced."""
+    jobs: dict[str, Job] = {}
+    plans = []
+    for cell in cells(experiment.config):
+        stages: dict[str, list[str]] = {stage: [] for stage in STAGES}
+        if cell.method not in BASELINES:
+            stages["select"] += _selection_jobs(experiment, cell, sizes, rates.selection, jobs)
+        if cell.method != RANDOM_INIT:
+            stages["pretrain"].append(_pretrain_job(experiment, cell, sizes, rates, jobs))
+        stages["finetune"].append(_finetune_job(experiment, cell, sizes, rates, jobs))
+        plans.append(CellPlan(cell, {stage: tuple(keys) for stage, keys in stages.items()}))
+    return plans, jobs
+
+
+def _selection_jobs(experiment: Experiment, cell: Cell, sizes: Sizes, rates: SelectionRates,
+                    jobs: dict[str, Job]) -> list[str]:
+    """The scoring (once per target, method and seed), the cached models it uses (once
+    per target and seed), and the re-selection of the cell's budget."""
+    layout = experiment.layout
+    config = experiment.select_config(cell.target, cell.method, cell.seed)
+    method = rates.methods[cell.method]
+    scoring = layout.relative(layout.scores_dir(cell.target, cell.method, cell.seed))
+    chunks = max(1, -(-sizes.pool // config.chunk_size))
+    parts = {"index": rates.index_seconds, "select": rates.every.seconds(sizes.pool),
+             "fit": method.fit_seconds, "score": method.score.seconds(sizes.pool, calls=chunks)}
+    jobs.setdefault(scoring, Job(scoring, "select", sum(parts.values()),
+                                 {"pool_images": sizes.pool, "chunks": chunks,
+                                  **{k: round(v, 3) for k, v in parts.items()}}))
+    keys = [scoring]
+    for kind in method.models:
+        model = rates.models[kind]
+        key = f"{layout.relative(layout.cache_dir(cell.target))}/{kind}-seed{cell.seed}"
+        jobs.setdefault(key, Job(key, "select", model.seconds(config),
+                                 {"epochs": model.epochs(config)}))
+        keys.append(key)
+    subset = layout.relative(layout.subset_dir(cell.target, cell.method, cell.budget, cell.seed))
+    jobs.setdefault(subset, Job(subset, "select", rates.reselect.seconds(sizes.pool),
+                                {"pool_images": sizes.pool}))
+    return [*keys, subset]
+
+
+def _pretrain_job(experiment: Experiment, cell: Cell, sizes: Sizes, rates: Rates,
+                  jobs: dict[str, Job]) -> str:
+    layout = experiment.layout
+    key = layout.relative(layout.pretrain_dir(cell))
+    config = experiment.pretrain_config(cell)
+    method = PRETRAIN_METHODS.get_class(cell.mode)(config)
+    images = sizes.pool if cell.method == ENTIRE_POOL else budget_size(sizes.pool, cell.budget,
+                                                                       None)
+    trained = epoch_images(images, config.batch_size, method.drop_last)
+    cache = rates.pretrain_cache[cell.resolution].seconds(images) if config.cache else 0.0
+    run = rates.pretrain[pretrain_key(cell.mode, cell.resolution)]
+    jobs.setdefault(key, Job(key, "pretrain", cache + run.seconds(method.epochs, trained),
+                             {"images": images, "epochs": method.epochs,
+                              "steps_per_epoch": steps_per_epoch(images, config.batch_size,
+                                                                 method.drop_last),
+                              "cache_seconds": round(cache, 3)}))
+    return key
+
+
+def finetune_recipe(experiment: Experiment, cell: Cell) -> FinetuneConfig:
+    """The fine-tuning options the runner gives ``cell``, its epochs and lr resolved."""
+    pretrained = cell.method != RANDOM_INIT
+    config = experiment.finetune_config(cell, Path("backbone.pt") if pretrained else None)
+    # The backbone does not exist yet: its method is the cell's mode (what `auto` reads
+    # from its run.json once it does).
+    kind = config.backbone if config.backbone != "auto" else (cell.mode if pretrained
+                                                              else "random")
+    resolved, _ = resolve(dataclasses.replace(config, backbone=kind))
+    return resolved
+
+
+def _finetune_job(experiment: Experiment, cell: Cell, sizes: Sizes, rates: Rates,
+                  jobs: dict[str, Job]) -> str:
+    layout = experiment.layout
+    key = layout.relative(layout.finetune_dir(cell))
+    config = finetune_recipe(experiment, cell)
+    assert config.epochs is not None  # resolve() fills it
+    trained = epoch_images(sizes.target_train, config.batch_size, drop_last=False)
+    images = sizes.target_train + sizes.target_test
+    cache = (rates.finetune_cache[config.resolution].seconds(
+        images, calls=2 if sizes.target_test else 1) if config.cache else 0.0)
+    run = rates.finetune[cell.mode]
+    evaluations = evaluated_epochs(config.epochs, config.eval_every)
+    jobs.setdefault(key, Job(key, "finetune",
+                             cache + run.seconds(config.epochs, trained, evaluations),
+                             {"images": sizes.target_train, "test_images": sizes.target_test,
+                              "epochs": config.epochs, "evaluations": evaluations,
+                              "steps_per_epoch": steps_per_epoch(sizes.target_train,
+                                                                 config.batch_size, False),
+                              "cache_seconds": round(cache, 3)}))
+    return key
+
+
+# --------------------------------------------------------------------------- device-hours
+
+
+@dataclass(frozen=True)
+class CellCost:
+    """A cell's predicted charges (device-hours by stage, as its results row will
+    have them), what it adds to the grid's cost in the runner's order, and whether the
+    grid reaches it within the hours available (None: no hours given)."""
+
+    plan: CellPlan
+    charged: dict[str, float]
+    added: float
+    cumulative: float
+    fits: bool | None
+
+
+def schedule(plans: list[CellPlan], jobs: dict[str, Job], hours: float | None,
+             processes: int = 1) -> list[CellCost]:
+    """Cells in the order ``condpretrain run`` runs them (the grid's order: baselines,
+    then budgets x methods, per target, mode, seed and resolution), each adding the
+    jobs no earlier cell needed; a cell fits when the grid's cost up to it does."""
+    done: set[str] = set()
+    total = 0.0
+    costs = []
+    for plan in plans:
+        keys = [k for stage in STAGES for k in plan.jobs[stage]]
+        added = device_hours(sum(jobs[k].seconds for k in dict.fromkeys(keys) if k not in done),
+                             processes)
+        done.update(keys)
+        total += added
+        charged = {stage: device_hours(sum(jobs[k].seconds for k in plan.jobs[stage]), processes)
+                   for stage in STAGES}
+        costs.append(CellCost(plan, charged, added, total,
+                              None if hours is None else total <= hours))
+    return costs
+
+
+def totals(plans: list[CellPlan], jobs: dict[str, Job], processes: int = 1,
+           once: bool = True) -> dict[str, float]:
+    """Device-hours by stage and in all: each job once, or (``once`` False) the sum of
+    what the cells are charged, as ``results.total_device_hours`` counts them."""
+    by_stage = {}
+    for stage in STAGES:
+        keys = [k for plan in plans for k in plan.jobs[stage]]
+        if once:
+            keys = list(dict.fromkeys(keys))
+        by_stage[stage] = device_hours(sum(jobs[k].seconds for k in keys), processes)
+    return {**by_stage, "total": sum(by_stage.values())}
+
+
+__all__ = ["STAGES", "Job", "CellPlan", "CellCost", "finetune_recipe", "plan_grid",
+           "schedule", "totals"]

@@ -1,0 +1,78 @@
+"""`condpretrain plan` end to end, as a user runs it (a subprocess, python -m)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from condpretrain.cli import main
+from condpretrain.experiment.results import KEY_COLUMNS
+
+QUICK = ["--preset", "quick", "--device", "cpu", "--steps", "2", "--warmup-steps", "1",
+         "--score-batches", "2"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    # One compute thread: two threads on a two-core machine shared with other jobs spend
+    # more time waiting for each other than computing.
+    return subprocess.run([sys.executable, "-m", "condpretrain", *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_plan_end_to_end(two_part_pool: Path, stripes_target: Path, tmp_path: Path):
+    out = tmp_path / "exp"
+    result = cli("plan", "--source", str(two_part_pool), "--target", f"cars={stripes_target}",
+                 "--methods", "random,domain-classifier", "--budgets", "25%",
+                 "--resolutions", "16", "--hours", "100", "--out", str(out), *QUICK)
+    assert result.returncode == 0, result.stderr
+    plan = json.loads((out / "plan.json").read_text())
+    # the runner's cells, in its order: the baselines, then the budget's methods
+    assert [c["method"] for c in plan["cells"]] == ["random-init", "entire-pool", "random",
+                                                    "domain-classifier"]
+    assert all(set(KEY_COLUMNS) <= set(c) and c["target"] == "cars" for c in plan["cells"])
+    random_init, entire, random, classifier = plan["cells"]
+    assert random_init["select_device_hours"] == random_init["pretrain_device_hours"] == 0
+    assert entire["select_device_hours"] == 0 < entire["pretrain_device_hours"]
+    # the domain classifier trains a model and scores with it: more than random's hash
+    assert classifier["select_device_hours"] > random["select_device_hours"] > 0
+    # the entire pool (96 images) costs more to pre-train on than a quarter of it
+    assert entire["pretrain_device_hours"] > random["pretrain_device_hours"] > 0
+    assert [c["fits"] for c in plan["cells"]] == [True] * 4
+    assert plan["cells"][-1]["cumulative_device_hours"] == \
+        pytest.approx(plan["totals"]["once"]["total"])
+    assert plan["sizes"] == {"pool": 96, "target_train": 32, "target_test": 16}
+    assert plan["device"] == "cpu" and plan["preset"] == "quick"
+    assert set(plan["calibration"]["rates"]["pretrain"]) == {"supervised-16"}
+    assert "domain-classifier-resnet10" in plan["calibration"]["rates"]["selection"]["models"]
+    assert sorted(p.name for p in out.iterdir()) == ["plan.json"]  # scratch removed
+    assert "4 of 4 cells fit in 100 device-hours" in result.stdout
+    assert "cars supervised 16px 25% domain-classifier seed 0" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--hours", "-1"], "--hours must be positive, got -1.0"),
+    (["--hours", "soon"], "--hours: expected a number, got 'soon'"),
+    (["--pretrain", "{epochs: 0}"], "pretrain.epochs must be at least 1, got 0"),
+    (["--select", "{method: random}"], "select.method: set per cell by the experiment grid"),
+    (["--target", "/no/such/target"], "--target: no such file or folder: /no/such/target"),
+])
+def test_bad_input_is_one_line(args, message, two_part_pool: Path, stripes_target: Path,
+                               tmp_path: Path, capsys):
+    common = ["--source", str(two_part_pool), "--target", str(stripes_target),
+              "--out", str(tmp_path / "o"), *QUICK]
+    assert main(["plan", *common, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("condpretrain plan: error: ")
+    assert message in err
+    assert not (tmp_path / "o" / "plan.json").exists()
+
+
+def test_the_target_is_required(two_part_pool: Path, tmp_path: Path, capsys):
+    assert main(["plan", "--source", str(two_part_pool), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == ("condpretrain plan: error: --target: give the target "
+                                       "dataset\n")
