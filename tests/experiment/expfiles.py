@@ -1,10 +1,12 @@
-"""Shared by the experiment-file tests: the one-line error a bad file must give."""
+"""Shared by the experiment-file tests: writing a file, and the one-line error a bad
+file must give."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import yaml
 
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment import load_experiment
@@ -17,3 +19,8 @@ def refused(path: Path, key: str) -> str:
     message = str(info.value)
     assert key in message and str(path) in message and "\n" not in message, message
     return message
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path

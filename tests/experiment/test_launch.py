@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from expfiles import write_yaml
 from fake_steps import FakePipeline
 
 from condpretrain.errors import CondPretrainError
@@ -31,11 +32,6 @@ from condpretrain.experiment.launch import (
 from condpretrain.experiment.steps import COLLECT
 
 HERE = Path(__file__).parent
-
-
-def write_yaml(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from expfiles import refused
+from expfiles import refused, write_yaml
 from fake_steps import FakePipeline
 
 from condpretrain.experiment import Layout, cells, load_experiment, read_results, run
@@ -27,11 +27,6 @@ from condpretrain.experiment.steps import (
     step_graph,
     waves,
 )
-
-
-def write_yaml(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 @pytest.fixture

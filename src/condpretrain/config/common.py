@@ -52,3 +52,21 @@ def crop_scale() -> Any:
 def flip() -> Any:
     return option(True, "random horizontal flips in the supervised recipes (--no-flip for "
                   "text and digits, which a mirror changes)")
+
+
+def parse_fractions(value: Any) -> Any:
+    """Budgets as fractions of the pool: 0.06 or '6%', as a list, one value or 'a, b'."""
+    if isinstance(value, str):
+        value = value.replace(",", " ").split() or [value]
+    if not isinstance(value, (list, tuple)):
+        return value  # one number: the option's list type wraps it
+    return [_percent(item) for item in value]
+
+
+def _percent(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            pass  # left as it is, for the check to refuse naming the option
+    return value

@@ -23,24 +23,6 @@ from condpretrain.registry import PRETRAIN_METHODS, SCORERS
 BASELINE_ROWS = ("random-init", "entire-pool")
 
 
-def parse_budgets(value: Any) -> Any:
-    """Budgets as fractions: 0.06 or '6%', a list, one value, or 'a, b' from a flag."""
-    if isinstance(value, str):
-        value = value.replace(",", " ").split() or [value]
-    if not isinstance(value, (list, tuple)):
-        return value  # one number: the option's list type wraps it
-    return [_percent(item) for item in value]
-
-
-def _percent(value: Any) -> Any:
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            return float(value.strip()[:-1]) / 100
-        except ValueError:
-            pass  # left as it is, for the check to refuse naming the option
-    return value
-
-
 def _all_or_none(value: Any) -> Any:
     """``true``: both baselines; ``false`` or ``none``: neither (as in an experiment file)."""
     if value is True or (isinstance(value, str) and value.lower() in ("true", "all")):
@@ -77,7 +59,7 @@ class PlanConfig(Config):
     budgets: list[float] = option(default_factory=lambda: [0.06, 0.12],
                                   help="shares of the pool to select, e.g. 0.06 or 6%",
                                   low=0, high=1, low_open=True, high_open=True,
-                                  parse=parse_budgets, **_AXIS)
+                                  parse=common.parse_fractions, **_AXIS)
     resolutions: list[int] = option(default_factory=lambda: [224, 112],
                                     help="pre-training resolutions (px)", low=0, low_open=True,
                                     **_AXIS)
@@ -118,4 +100,4 @@ class PlanConfig(Config):
     }
 
 
-__all__ = ["PlanConfig", "BASELINE_ROWS", "parse_budgets", "parse_section"]
+__all__ = ["PlanConfig", "BASELINE_ROWS", "parse_section"]

@@ -17,6 +17,7 @@ import yaml
 
 from condpretrain import atomic, runlock
 from condpretrain.config import PRESET_NAMES, Config, option
+from condpretrain.config.common import parse_fractions
 from condpretrain.config.load import yaml_loads
 from condpretrain.demo.data import TARGET_KIND, demo_data_dirs, make_demo_data
 from condpretrain.errors import CondPretrainError
@@ -27,7 +28,6 @@ from condpretrain.experiment import (
     parse_experiment,
     run,
 )
-from condpretrain.experiment.schema import parse_fractions
 from condpretrain.log import get_logger
 from condpretrain.registry import SCORERS
 from condpretrain.report import report

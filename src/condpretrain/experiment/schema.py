@@ -36,6 +36,7 @@ from condpretrain.config import (
     build_config,
     load_yaml,
 )
+from condpretrain.config.common import parse_fractions
 from condpretrain.config.options import Option, option, option_map, parse_mapping
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.results import BASELINES
@@ -43,24 +44,6 @@ from condpretrain.experiment.slurm_schema import parse_slurm
 from condpretrain.registry import PRETRAIN_METHODS, SCORERS
 
 # ------------------------------------------------------------------- value parsers
-
-
-def parse_fractions(value: Any) -> Any:
-    """Budgets as fractions of the pool: 0.06 or '6%', as a list, one value or 'a, b'."""
-    if isinstance(value, str):
-        value = value.replace(",", " ").split() or [value]
-    if not isinstance(value, (list, tuple)):
-        return value  # one number: the option's list type wraps it
-    return [_percent(item) for item in value]
-
-
-def _percent(value: Any) -> Any:
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            return float(value.strip()[:-1]) / 100
-        except ValueError:
-            pass  # left as it is, for the check to refuse naming the key
-    return value
 
 
 def _one_or_many(value: Any) -> list[Any]:
