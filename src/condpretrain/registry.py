@@ -68,9 +68,11 @@ class Registry(dict[str, type[T]], Generic[T]):
                 f"{self.option}: unknown {self.kind} {name!r} (known: {', '.join(self.names())})")
         return self[name]
 
-    def names(self) -> list[str]:
-        """Every name, in the registered classes' ``order`` (then by name)."""
-        return sorted(self, key=lambda n: (self.order(n), n))
+    def names(self, having: str | None = None) -> list[str]:
+        """Every name, in the registered classes' ``order`` (then by name); with
+        ``having``, only those whose class sets that flag (missing counts as true)."""
+        chosen = [n for n in self if having is None or getattr(self.get(n), having, True)]
+        return sorted(chosen, key=lambda n: (self.order(n), n))
 
     def order(self, name: str) -> int:
         return int(getattr(self.get(name), "order", LAST))

@@ -6,8 +6,12 @@ Outputs of a selection folder, written as one set (:class:`~condpretrain.atomic.
 * ``scores.npy``    float32, one per pool.csv row (NaN = unreadable, never selected)
 * ``subset.csv``    path,label,pool,score,rank - the chosen images, best first
 * ``eval_duplicates.csv`` pool copies of the target's evaluation images, when searched
-* ``selection.json`` method, parameters, seed, models, sizes, skipped files, timings,
-  versions; written last, it marks the set complete: a folder without it is refused
+* ``selection.json`` method, parameters, seed, policy, models, sizes, skipped files,
+  timings, versions; written last, it marks the set complete: a folder without it is refused
+
+How the budget is drawn from the scores is the ``--policy`` (:mod:`condpretrain.policies`);
+``--method fuse:A,B`` scores nothing and fuses finished selections' saved scores
+(:mod:`condpretrain.scoring.fuse`).
 
 A run that fails leaves the previous run's set whole; the folder is locked while a
 run writes it (:mod:`condpretrain.runlock`).
@@ -28,6 +32,7 @@ import numpy as np
 
 from condpretrain import atomic, eval_duplicates, runlock
 from condpretrain.config import SelectConfig, to_dict
+from condpretrain.config.select import fused_methods
 from condpretrain.data.shards import write_shards
 from condpretrain.data.sources import (
     ImageIndex,
@@ -40,7 +45,10 @@ from condpretrain.data.sources import (
 from condpretrain.dist import DistContext, barrier, distributed, gather_peak_rss_mb
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
+from condpretrain.policies import Draw, draw_recorded, take_top
 from condpretrain.scoring import ScoringContext, create_scorer
+from condpretrain.scoring.cost import device_hours
+from condpretrain.scoring.fuse import SavedScores, fuse
 from condpretrain.scoring.runner import score_pool
 from condpretrain.version import __version__
 
@@ -68,24 +76,21 @@ def budget_size(pool_size: int, fraction: float | None, count: int | None) -> in
 
 def rank_pool(scores: np.ndarray, budget: int, seed: int,
               exclude: np.ndarray | None = None) -> np.ndarray:
-    """Indices of the ``budget`` best scores, best first.
+    """Indices of the ``budget`` best scores, best first (the ``top`` policy).
 
     Ties are broken by a seeded permutation, so equal scores neither favour the first
     pool listed nor change between runs with the same seed. NaN scores never qualify,
     nor do the indices in ``exclude`` (copies of the target's evaluation images).
     """
-    scores = np.asarray(scores, dtype=np.float32)
-    eligible = ~np.isnan(scores)
-    if exclude is not None:
-        eligible[exclude] = False
-    scored = np.flatnonzero(eligible)
-    if budget > len(scored):
-        log.warning("budget of %d is more than the %d scored images: taking them all",
-                    budget, len(scored))
-        budget = len(scored)
-    tiebreak = np.random.default_rng(seed).permutation(len(scores))
-    order = np.lexsort((tiebreak[scored], -scores[scored]))
-    return scored[order[:budget]]
+    return take_top(scores, Draw(budget, seed, exclude))
+
+
+def draw_subset(config: SelectConfig, pool: ImageIndex, scores: np.ndarray, budget: int,
+                exclude: np.ndarray | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """The chosen indices (best first) by ``config.policy``, and its selection.json record."""
+    return draw_recorded(config.policy, scores, Draw(budget, config.seed, exclude,
+                                                     config.temperature),
+                         pool.labels, pool.pools)
 
 
 def select(
@@ -103,6 +108,9 @@ def select(
     config.validate()
     out = Path(out)
     started = time.perf_counter()
+    if fused_methods(config.method):  # scores nothing: no device, no processes
+        with runlock.hold(out):
+            return _select_fused(sources, out, config, started)
     with distributed(config.device, config.deterministic) as (dist, device), \
             runlock.hold(out, dist):
         pool_size = _select(sources, target, out, config, dist, device, started)
@@ -136,14 +144,14 @@ def _select(sources: list[str] | str, target: str | None, out: Path, config: Sel
             write_index_csv(outputs.path(POOL_CSV), pool)
             atomic.save_npy(outputs.path(SCORES_NPY), scores)
             with _timed(timings, "select"):
-                chosen = rank_pool(scores, budget, config.seed,
-                                   eval_duplicates.excluded(duplicates, config))
+                chosen, policy = draw_subset(config, pool, scores, budget,
+                                             eval_duplicates.excluded(duplicates, config))
                 _write_subset(outputs.path(SUBSET_CSV), pool, scores, chosen)
             _write_duplicates(outputs, duplicates)
             timings["total"] = time.perf_counter() - started
             _write_metadata(outputs.path(SELECTION_JSON), sources, target, config, context,
                             pool, target_set, len(chosen), timings, peak_rss_mb,
-                            eval_duplicates.metadata(duplicates, config, chosen))
+                            eval_duplicates.metadata(duplicates, config, chosen), policy)
         shutil.rmtree(chunks_dir, ignore_errors=True)  # scores.npy now holds them
         log.info("selected %d of %d pool images with %s -> %s", len(chosen), len(pool),
                  config.method, out / SUBSET_CSV)
@@ -163,12 +171,13 @@ def _write_metadata(
     path: Path, sources: list[str] | str, target: str | None, config: SelectConfig,
     context: ScoringContext, pool: ImageIndex, target_set: Target | None, selected: int,
     timings: dict[str, float], peak_rss_mb: list[float],
-    duplicates: dict[str, Any] | None = None,
+    duplicates: dict[str, Any] | None = None, policy: dict[str, Any] | None = None,
 ) -> None:
     atomic.write_json(path, {
         "method": config.method,
         "parameters": to_dict(config),
         "seed": config.seed,
+        "policy": policy,
         "sources": [sources] if isinstance(sources, str) else list(sources),
         "target": target,
         "models": context.models_used,
@@ -197,46 +206,52 @@ def reselect(
     count: int | None = None,
     seed: int | None = None,
     keep_eval_duplicates: bool | None = None,
+    policy: str | None = None,
+    temperature: float | None = None,
 ) -> SelectionResult:
     """Choose another budget from a finished selection's saved scores, without scoring.
     Copies of evaluation images that the selection found stay out (``eval_duplicates.csv``)
-    unless ``keep_eval_duplicates`` (default: the selection's own setting)."""
+    unless ``keep_eval_duplicates``; it, ``seed``, ``policy`` and ``temperature`` default
+    to the selection's own settings."""
     started = time.perf_counter()
     scores_dir, out = Path(scores_dir), Path(out)
+    changes = {name: value for name, value in (
+        ("seed", seed), ("keep_eval_duplicates", keep_eval_duplicates), ("policy", policy),
+        ("temperature", temperature)) if value is not None}
     with runlock.hold(out):
-        return _reselect(scores_dir, out, fraction, count, seed, keep_eval_duplicates,
-                         started)
+        return _reselect(scores_dir, out, fraction, count, changes, started)
+
+
+def read_selection(folder: Path, option: str) -> tuple[dict[str, Any], ImageIndex, np.ndarray]:
+    """A finished selection's record, pool and scores; one-line errors naming ``option``."""
+    for name in (POOL_CSV, SCORES_NPY):
+        if not (folder / name).is_file():
+            raise CondPretrainError(f"{option}: {folder} has no {name} (not a selection folder)")
+    if not (folder / SELECTION_JSON).is_file():
+        # selection.json is the set's completion marker (atomic.OutputSet)
+        raise CondPretrainError(f"{option}: {folder} has no {SELECTION_JSON}: not a selection "
+                                "folder, or its run did not finish; run select again")
+    record = atomic.read_json(folder / SELECTION_JSON)
+    if not isinstance(record, dict) or not isinstance(record.get("parameters"), dict):
+        raise CondPretrainError(f"{option}: {folder / SELECTION_JSON} is not a selection record")
+    pool = read_index_csv(folder / POOL_CSV, option)
+    scores = load_scores(folder / SCORES_NPY, option)
+    if len(scores) != len(pool):
+        raise CondPretrainError(
+            f"{option}: {folder / SCORES_NPY} has {len(scores)} scores for {len(pool)} pool images"
+        )
+    return record, pool, scores
 
 
 def _reselect(scores_dir: Path, out: Path, fraction: float | None, count: int | None,
-              seed: int | None, keep_eval_duplicates: bool | None,
-              started: float) -> SelectionResult:
-    for name in (POOL_CSV, SCORES_NPY):
-        if not (scores_dir / name).is_file():
-            raise CondPretrainError(f"--scores: {scores_dir} has no {name} (not a selection folder)")
-    if not (scores_dir / SELECTION_JSON).is_file():
-        # selection.json is the set's completion marker (atomic.OutputSet)
-        raise CondPretrainError(f"--scores: {scores_dir} has no {SELECTION_JSON}: not a selection "
-                                "folder, or its run did not finish; run select again")
-    previous = atomic.read_json(scores_dir / SELECTION_JSON)
-    if not isinstance(previous, dict) or not isinstance(previous.get("parameters"), dict):
-        raise CondPretrainError(f"--scores: {scores_dir / SELECTION_JSON} is not a selection record")
-    pool = read_index_csv(scores_dir / POOL_CSV, "--scores")
-    scores = load_scores(scores_dir / SCORES_NPY)
-    if len(scores) != len(pool):
-        raise CondPretrainError(
-            f"--scores: {scores_dir / SCORES_NPY} has {len(scores)} scores for {len(pool)} pool images"
-        )
+              changes: dict[str, Any], started: float) -> SelectionResult:
+    previous, pool, scores = read_selection(scores_dir, "--scores")
     config = dataclasses.replace(SelectConfig(**_known(previous["parameters"])),
-                                 fraction=fraction, count=count)
-    if seed is not None:
-        config.seed = seed
-    if keep_eval_duplicates is not None:
-        config.keep_eval_duplicates = keep_eval_duplicates
+                                 fraction=fraction, count=count, **changes)
     config.validate()
     duplicates = eval_duplicates.load(scores_dir, pool, previous.get("eval_duplicates"))
-    chosen = rank_pool(scores, budget_size(len(pool), fraction, count), config.seed,
-                       eval_duplicates.excluded(duplicates, config))
+    chosen, policy = draw_subset(config, pool, scores, budget_size(len(pool), fraction, count),
+                                 eval_duplicates.excluded(duplicates, config))
     with atomic.OutputSet(out, SELECTION_JSON) as outputs:
         if out.resolve() != scores_dir.resolve():
             atomic.link_or_copy(scores_dir / POOL_CSV, outputs.path(POOL_CSV))
@@ -248,7 +263,7 @@ def _reselect(scores_dir: Path, out: Path, fraction: float | None, count: int | 
                 outputs.remove(eval_duplicates.EVAL_DUPLICATES_CSV)
         _write_subset(outputs.path(SUBSET_CSV), pool, scores, chosen)
         seconds = time.perf_counter() - started
-        metadata = dict(previous, parameters=to_dict(config), seed=config.seed,
+        metadata = dict(previous, parameters=to_dict(config), seed=config.seed, policy=policy,
                         selected=len(chosen), scores_from=str(scores_dir))
         if duplicates is not None:
             metadata["eval_duplicates"] = eval_duplicates.metadata(duplicates, config, chosen)
@@ -257,15 +272,71 @@ def _reselect(scores_dir: Path, out: Path, fraction: float | None, count: int | 
     return SelectionResult(out, out / SUBSET_CSV, len(chosen), len(pool), seconds)
 
 
-def load_scores(path: Path) -> np.ndarray:
+def _select_fused(sources: list[str] | str | None, out: Path, config: SelectConfig,
+                  started: float) -> SelectionResult:
+    """``--method fuse:A,B``: rank-fuse the saved scores of A, B and draw the budget."""
+    folders = [Path(p) for p in str(config.fuse_from).split(",") if p.strip()]
+    records = {}
+    saved = []
+    for folder in folders:
+        record, pool, scores = read_selection(folder, "--fuse-from")
+        records[folder] = record
+        saved.append(SavedScores(folder, str(record.get("method")), record.get("target"),
+                                 pool, scores))
+    first, scores = fuse(saved, fused_methods(config.method) or [], config.fuse_k)
+    pool = first.pool
+    if sources and sorted(open_pool(sources).paths) != sorted(pool.paths):
+        raise CondPretrainError(f"--source: not the pool that {first.folder} scored")
+    budget = budget_size(len(pool), config.fraction, config.count)
+    duplicates = eval_duplicates.load(first.folder, pool,
+                                      records[first.folder].get("eval_duplicates"))
+    chosen, policy = draw_subset(config, pool, scores, budget,
+                                 eval_duplicates.excluded(duplicates, config))
+    with atomic.OutputSet(out, SELECTION_JSON) as outputs:
+        write_index_csv(outputs.path(POOL_CSV), pool)
+        atomic.save_npy(outputs.path(SCORES_NPY), scores)
+        _write_subset(outputs.path(SUBSET_CSV), pool, scores, chosen)
+        _write_duplicates(outputs, duplicates)
+        seconds = time.perf_counter() - started
+        parts = {s.method: records[s.folder] for s in saved}
+        atomic.write_json(outputs.path(SELECTION_JSON), {
+            "method": config.method, "parameters": to_dict(config), "seed": config.seed,
+            "policy": policy, "fused": {s.method: str(s.folder) for s in saved},
+            "sources": records[first.folder].get("sources"), "target": first.target,
+            "models": [], "pool_size": len(pool), "pools": _pool_counts(pool),
+            "selected": len(chosen), "eval_duplicates": (
+                eval_duplicates.metadata(duplicates, config, chosen) if duplicates is not None
+                else records[first.folder].get("eval_duplicates")),
+            "skipped": records[first.folder].get("skipped", []),
+            "timings": {"fuse": round(seconds, 3), "total": round(seconds, 3)},
+            "cost": _fused_cost(seconds, parts), "versions": library_versions(),
+        })
+    log.info("selected %d of %d pool images with %s -> %s", len(chosen), len(pool),
+             config.method, out / SUBSET_CSV)
+    return SelectionResult(out, out / SUBSET_CSV, len(chosen), len(pool), seconds)
+
+
+def _fused_cost(seconds: float, parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A fusion is charged its own time plus each fused selection's whole cost (a model
+    two of them share is counted twice: an upper bound)."""
+    costs = {m: r.get("cost") or {} for m, r in parts.items()}
+    own_hours = device_hours(seconds, 1)
+    return {"own_seconds": round(seconds, 3), "processes": 1,
+            "own_device_hours": round(own_hours, 6), "shared": [], "fused": costs,
+            "seconds": round(seconds + sum(c.get("seconds", 0.0) for c in costs.values()), 3),
+            "device_hours": round(own_hours + sum(c.get("device_hours", 0.0)
+                                                  for c in costs.values()), 6)}
+
+
+def load_scores(path: Path, option: str = "--scores") -> np.ndarray:
     """A selection's scores.npy: one float per pool image; else a one-line error."""
     try:
         scores = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise CondPretrainError(f"--scores: {path} is not a readable scores file "
+        raise CondPretrainError(f"{option}: {path} is not a readable scores file "
                                 f"({type(exc).__name__})") from None
     if scores.ndim != 1 or not np.issubdtype(scores.dtype, np.floating):
-        raise CondPretrainError(f"--scores: {path} holds {scores.dtype} of shape "
+        raise CondPretrainError(f"{option}: {path} holds {scores.dtype} of shape "
                                 f"{scores.shape}, not one float score per pool image")
     return scores
 

@@ -18,7 +18,8 @@ from condpretrain.selection import select
 
 
 def test_built_in_methods_in_the_papers_order_with_their_labels():
-    assert [(name, SCORERS.label(name)) for name in SCORERS.names()] == [
+    assert SCORERS.names()[-2:] == ["knn", "density-ratio"]  # beyond the paper: after it
+    assert [(name, SCORERS.label(name)) for name in SCORERS.names(having="in_paper")] == [
         ("random", "Random"),
         ("inverse-active-learning", "Inv. Active Learning"),
         ("active-learning", "Active Learning"),

@@ -6,6 +6,7 @@ import argparse
 
 from condpretrain.cli.flags import add_config_flags, add_preset_flags, config_from_args, flag_values
 from condpretrain.config import SelectConfig
+from condpretrain.config.select import fused_methods
 from condpretrain.dist import is_main_process
 from condpretrain.errors import CondPretrainError
 from condpretrain.registry import SCORERS
@@ -43,11 +44,14 @@ def run_select(args: argparse.Namespace) -> int:
     if args.scores:
         given = flag_values(args, SelectConfig)
         result = reselect(args.scores, args.out, given.get("fraction"), given.get("count"),
-                          given.get("seed"), given.get("keep_eval_duplicates"))
+                          given.get("seed"), given.get("keep_eval_duplicates"),
+                          policy=given.get("policy"), temperature=given.get("temperature"))
     else:
-        if not args.source:
+        config = config_from_args(args, SelectConfig)
+        # a fusion reads the pool from the fused selections' saved scores
+        if not args.source and not fused_methods(config.method):
             raise CondPretrainError("--source: give at least one image pool (or --scores DIR)")
-        result = select(args.source, args.target, args.out, config_from_args(args, SelectConfig))
+        result = select(args.source or [], args.target, args.out, config)
     if not is_main_process():
         return 0
     print(f"selected {result.selected} of {result.pool_size} images -> {result.subset_csv}")

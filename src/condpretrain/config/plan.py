@@ -47,6 +47,10 @@ def parse_section(value: Any) -> Any:
 _AXIS: dict[str, Any] = {"min_items": 1, "unique": True}
 
 
+def _paper_methods() -> list[str]:
+    return SCORERS.names(having="in_paper")
+
+
 @dataclass
 class PlanConfig(Config):
     """Calibrate throughput on this machine and predict the device-hours of a grid."""
@@ -54,7 +58,8 @@ class PlanConfig(Config):
     hours: float | None = option(None, "device-hours available: the plan marks the cells "
                                  "`condpretrain run` finishes within them, in its order",
                                  low=0, low_open=True, metavar="H")
-    methods: list[str] = option(default_factory=SCORERS.names, help="selection methods",
+    methods: list[str] = option(default_factory=_paper_methods,
+                                help="selection methods (default: the paper's)",
                                 choices=SCORERS.choices(), **_AXIS)
     budgets: list[float] = option(default_factory=lambda: [0.06, 0.12],
                                   help="shares of the pool to select, e.g. 0.06 or 6%",

@@ -9,6 +9,7 @@ from condpretrain.config import common
 from condpretrain.config.base import Config
 from condpretrain.config.options import option
 from condpretrain.errors import CondPretrainError
+from condpretrain.policies import policy_names
 from condpretrain.registry import SCORERS
 
 
@@ -17,7 +18,11 @@ class SelectConfig(Config):
     """Score a source pool against a target and keep a budget of it."""
 
     method: str = option("domain-classifier", "how pool images are scored (see "
-                         "`condpretrain methods`)", choices=SCORERS.choices(), grid=True)
+                         "`condpretrain methods`), or fuse:A,B,...: reciprocal-rank fusion "
+                         "of the saved scores of methods A, B (see --fuse-from); fusion is "
+                         "the suggestion when unsure which method to pick",
+                         choices=lambda: method_choices(), parse=lambda v: parse_method(v),
+                         grid=True)
     fraction: float | None = option(None, "budget as a share of the pool, e.g. 0.06 or 0.12",
                                     low=0, high=1, low_open=True, grid=True, neutral=True)
     count: int | None = option(None, "budget as a number of images", low=1, grid=True,
@@ -51,6 +56,34 @@ class SelectConfig(Config):
                                        metavar="CKPT")
     clusters: int = option(200, "k-means K", low=0, low_open=True)
     kmeans_iters: int = option(25, "k-means iterations", low=0, low_open=True)
+    # The embedding scorers (knn, density-ratio) read pool embeddings computed once per
+    # (features, pool) and cached, so every method and budget shares them.
+    features: str = option("target", "image features of the embedding scorers (knn, "
+                           "density-ratio): target, checkpoint:CKPT, or npy:PATH (rows "
+                           "aligned with pool.csv; the target's in PATH.target.npy)",
+                           metavar="SOURCE")
+    target_features: str | None = option(None, "the target's train embeddings for --features "
+                                         "npy:PATH (default: PATH with .target.npy)",
+                                         metavar="NPY")
+    knn_k: int = option(10, "knn: how many nearest target embeddings a pool image's "
+                        "similarity is averaged over", low=1)
+    density_pool_sample: int = option(50_000, "density-ratio: pool embeddings (seeded draw) "
+                                      "the target-vs-pool classifier is fitted on", low=1)
+    # Neutral, like keep_eval_duplicates: the scores do not depend on them, only which
+    # images are drawn from the scores (saved score chunks stay valid).
+    policy: str = option("top", "how the budget is drawn from the scores: top (the paper's: "
+                         "the highest), sample (importance resampling without replacement, "
+                         "weights exp(score / temperature)), balanced (at most "
+                         "budget/groups per group of the pool, then top-first)",
+                         choices=policy_names, neutral=True)
+    temperature: float = option(1.0, "--policy sample: scores are divided by it before "
+                                "drawing (lower: closer to top)", low=0, low_open=True,
+                                neutral=True)
+    fuse_from: str | None = option(None, "--method fuse:A,B: the finished select folders "
+                                   "holding the scores of A, B, ... (comma-separated)",
+                                   metavar="DIR[,DIR...]")
+    fuse_k: float = option(60.0, "--method fuse: the k of reciprocal-rank fusion, "
+                           "score = sum over methods of 1 / (k + rank)", low=0)
     # Neutral: scores do not depend on it, only which images may be chosen from them.
     keep_eval_duplicates: bool = option(False, "let pool images that are copies (exact, "
                                         "resized, re-encoded or mirrored) of the target's "
@@ -92,3 +125,41 @@ class SelectConfig(Config):
     def check(self) -> None:
         if self.fraction is not None and self.count is not None:
             raise CondPretrainError("give either --fraction or --count, not both")
+        if fused_methods(self.method) and not self.fuse_from:
+            raise CondPretrainError(f"--fuse-from: --method {self.method} reads saved scores: "
+                                    "name the select folders of the fused methods")
+
+
+# --method fuse:A,B,... ----------------------------------------------------------------
+# A fusion is no registered class (it scores nothing), yet it must pass --method's
+# choices check, which runs after the option's parse: parse_method validates the parts
+# and remembers the fusion, and method_choices lists the fusions validated so far.
+FUSE_PREFIX = "fuse:"
+_FUSIONS: set[str] = set()
+
+
+def fused_methods(method: str) -> list[str] | None:
+    """The methods ``fuse:A,B,...`` names; None for any other method."""
+    if not isinstance(method, str) or not method.startswith(FUSE_PREFIX):
+        return None
+    return [part.strip() for part in method[len(FUSE_PREFIX):].split(",") if part.strip()]
+
+
+def parse_method(value: Any) -> Any:
+    """``fuse:A, B`` -> ``fuse:A,B`` once A and B are checked; other values unchanged."""
+    parts = fused_methods(value)
+    if parts is None:
+        return value
+    unknown = [part for part in parts if part not in SCORERS]
+    if unknown:
+        raise CondPretrainError(f"--method {value!r}: unknown method {unknown[0]!r} to fuse "
+                                f"(known: {', '.join(SCORERS.names())})")
+    if len(set(parts)) < 2 or len(set(parts)) != len(parts):
+        raise CondPretrainError(f"--method {value!r}: fuse two or more different methods")
+    fusion = FUSE_PREFIX + ",".join(parts)
+    _FUSIONS.add(fusion)
+    return fusion
+
+
+def method_choices() -> list[str]:
+    return [*SCORERS.names(), *sorted(_FUSIONS)]

@@ -128,6 +128,10 @@ def _default_mode() -> list[str]:
 _AXIS: dict[str, Any] = {"grid": True, "min_items": 1, "unique": True}
 
 
+def _paper_methods() -> list[str]:
+    return SCORERS.names(having="in_paper")
+
+
 @dataclass
 class ExperimentConfig:
     """One experiment file. Paths are resolved against the file's folder."""
@@ -142,7 +146,8 @@ class ExperimentConfig:
     # seeds...) into a folder that holds finished cells; every other key may not change.
     name: str = option("experiment", "shown in the report's title", neutral=True)
     preset: str = option("paper", "preset of every command's options", choices=PRESET_NAMES)
-    methods: list[str] = option(default_factory=SCORERS.names, help="selection methods",
+    methods: list[str] = option(default_factory=_paper_methods,
+                                help="selection methods (default: the paper's)",
                                 choices=SCORERS.choices(), **_AXIS)
     budgets: list[float] = option(
         default_factory=lambda: [0.06, 0.12], help="shares of the pool to select, e.g. 0.06 "

@@ -38,6 +38,8 @@ class Scorer(ABC):
     order: ClassVar[int] = LAST  # its row in reports: the paper's Table 2 order
     needs_target: ClassVar[bool] = True
     needs_target_labels: ClassVar[bool] = False
+    # One of the paper's Table 2 methods: the default grid of an experiment and a plan.
+    in_paper: ClassVar[bool] = True
     # In the default demo's grid; False: only in `condpretrain demo --full` (what keeps
     # the default demo within minutes on a CPU).
     in_short_demo: ClassVar[bool] = True

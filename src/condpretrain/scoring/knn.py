@@ -1,0 +1,85 @@
+"""``knn``: mean cosine similarity of a pool image to its k nearest target embeddings.
+
+Also home to :class:`EmbeddingScorer`, what the embedding scorers share: they read the
+pool's cached embeddings (:mod:`condpretrain.features.embeddings`), computed once per
+(features, pool) and reused by every such method and budget, and are charged what
+computing them took, like a shared model.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import faiss
+import numpy as np
+
+from condpretrain.data.sources import ImageIndex, Target
+from condpretrain.features.embeddings import embeddings_for, normalise
+from condpretrain.log import get_logger
+from condpretrain.scoring.base import SCORERS, Scorer
+
+log = get_logger(__name__)
+
+
+class EmbeddingScorer(Scorer):
+    """Scores computed from embeddings alone: subclasses fit on the target's (and the
+    pool's) rows and score a batch of pool rows (unit-length float32)."""
+
+    in_paper: ClassVar[bool] = False  # beyond the paper: in a grid when asked for
+    in_short_demo: ClassVar[bool] = False
+
+    def fit(self, target: Target | None, pool: ImageIndex) -> None:
+        self.embeddings, target_rows = embeddings_for(target, pool, self.context)
+        if self.embeddings.folder is not None:
+            self.context.charge_shared(self.embeddings.folder,
+                                       {"seconds": self.embeddings.seconds, "processes": 1},
+                                       self.embeddings.computed_here)
+        self.row_of = {path: row for row, path in enumerate(pool.paths)}
+        readable = target_rows[~np.isnan(target_rows).any(axis=1)]
+        self.fit_embeddings(np.ascontiguousarray(readable, dtype=np.float32))
+
+    def score(self, images: ImageIndex) -> np.ndarray:
+        rows = normalise(self.embeddings.rows([self.row_of[path] for path in images.paths]))
+        readable = ~np.isnan(rows).any(axis=1)
+        scores = np.full(len(images), np.nan, dtype=np.float32)
+        if readable.any():
+            scores[readable] = self.score_embeddings(np.ascontiguousarray(rows[readable]))
+        for path in np.asarray(images.paths, dtype=object)[~readable]:
+            self.context.skipped[path] = self.embeddings.skipped.get(path, "no embedding")
+        return scores
+
+    def fit_embeddings(self, target: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def score_embeddings(self, rows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+@SCORERS.register
+class KnnScorer(EmbeddingScorer):
+    name = "knn"
+    label = "k-NN (emb.)"
+    order = 20  # after the paper's methods
+    summary = ("mean cosine similarity to the --knn-k nearest target embeddings "
+               "(--features; faiss, on the GPU when there is one)")
+
+    def fit_embeddings(self, target: np.ndarray) -> None:
+        self.k = min(self.context.config.knn_k, len(target))
+        if self.k < self.context.config.knn_k:
+            log.warning("only %d readable target images: knn uses k=%d", len(target), self.k)
+        self.index = _flat_inner_product(normalise(target), self.context.device.type == "cuda")
+        self.context.models_used["knn"] = {"k": self.k, "target_rows": len(target)}
+
+    def score_embeddings(self, rows: np.ndarray) -> np.ndarray:
+        similarities, _ = self.index.search(rows, self.k)
+        return similarities.mean(axis=1)
+
+
+def _flat_inner_product(vectors: np.ndarray, on_cuda: bool) -> faiss.Index:
+    """An exact inner-product index of ``vectors``; on a GPU when faiss has one and the
+    selection runs on CUDA (the search is the same either way, only faster)."""
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    if on_cuda and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index

@@ -1,0 +1,129 @@
+"""knn and density-ratio on a two-part pool: npy features made by hand, then the
+target-trained model's features end to end, computed once and shared."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from condpretrain.config import SelectConfig, build_config
+from condpretrain.data.sources import open_pool, open_target
+from condpretrain.errors import CondPretrainError
+from condpretrain.scoring import SCORERS
+from condpretrain.selection import select
+
+METHODS = ["knn", "density-ratio"]
+
+
+def quick(**overrides) -> SelectConfig:
+    return build_config(SelectConfig, "quick", device="cpu", **overrides)
+
+
+def picked_families(subset_csv: Path) -> Counter:
+    with open(subset_csv) as handle:
+        return Counter(row["label"].split("_")[0] for row in csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def hand_made_npy(two_part_pool, stripes_target, tmp_path_factory) -> Path:
+    """Pool rows near one direction for the stripes part, another for noise; the target's
+    rows near the stripes direction: a scorer that reads them must rank stripes first."""
+    rng = np.random.default_rng(0)
+    pool = open_pool([str(two_part_pool)])
+    stripes, noise = np.eye(8, dtype=np.float32)[0], np.eye(8, dtype=np.float32)[1]
+    centre = np.array([stripes if "/stripes" in p else noise for p in pool.paths])
+    path = tmp_path_factory.mktemp("npy") / "emb.npy"
+    np.save(path, centre + rng.normal(0, 0.1, centre.shape).astype(np.float32))
+    n_target = len(open_target(str(stripes_target)).train)
+    np.save(path.with_name("emb.target.npy"),
+            stripes + rng.normal(0, 0.1, (n_target, 8)).astype(np.float32))
+    return path
+
+
+def test_registered_after_the_papers_methods_with_labels():
+    names = SCORERS.names()
+    assert names[-2:] == METHODS
+    assert [SCORERS.label(n) for n in METHODS] == ["k-NN (emb.)", "Density ratio (emb.)"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_npy_features_rank_the_targets_part_first(method, hand_made_npy, two_part_pool,
+                                                   stripes_target, tmp_path):
+    select([str(two_part_pool)], str(stripes_target), tmp_path,
+           quick(method=method, fraction=0.5, features=f"npy:{hand_made_npy}"))
+    assert picked_families(tmp_path / "subset.csv") == {"stripes": 48}
+    scores = np.load(tmp_path / "scores.npy")
+    assert scores.dtype == np.float32 and np.isfinite(scores).all()
+
+
+def test_knn_score_is_the_mean_cosine_to_the_k_nearest(hand_made_npy, two_part_pool,
+                                                       stripes_target, tmp_path):
+    select([str(two_part_pool)], str(stripes_target), tmp_path,
+           quick(method="knn", count=1, knn_k=3, features=f"npy:{hand_made_npy}"))
+    pool = np.load(hand_made_npy).astype(np.float64)
+    target = np.load(hand_made_npy.with_name("emb.target.npy")).astype(np.float64)
+    pool /= np.linalg.norm(pool, axis=1, keepdims=True)
+    target /= np.linalg.norm(target, axis=1, keepdims=True)
+    expected = np.sort(pool @ target.T, axis=1)[:, -3:].mean(axis=1)
+    np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), expected, atol=1e-5)
+
+
+def test_misaligned_npy_is_a_one_line_error(hand_made_npy, two_part_pool, stripes_target,
+                                            tmp_path):
+    short = tmp_path / "short.npy"
+    np.save(short, np.load(hand_made_npy)[:-1])
+    np.save(tmp_path / "short.target.npy", np.load(hand_made_npy.with_name("emb.target.npy")))
+    with pytest.raises(CondPretrainError, match=f"^--features: {short} has 95 rows") as info:
+        select([str(two_part_pool)], str(stripes_target), tmp_path / "out",
+               quick(method="knn", fraction=0.5, features=f"npy:{short}"))
+    assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------ target-trained features, end to end
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def runs(two_part_pool, stripes_target, cache, tmp_path_factory) -> dict[str, Path]:
+    """knn, then density-ratio, then knn at another budget, sharing one cache folder;
+    the shards' modification times are noted after the first run."""
+    outs: dict[str, Path] = {}
+    for name, method, budget in [("knn", "knn", {"fraction": 0.5}),
+                                 ("density-ratio", "density-ratio", {"fraction": 0.5}),
+                                 ("knn-count", "knn", {"count": 10})]:
+        outs[name] = tmp_path_factory.mktemp(name)
+        select([str(two_part_pool)], str(stripes_target), outs[name],
+               quick(method=method, cache_dir=str(cache), **budget))
+        if name == "knn":
+            outs["mtimes"] = {p: p.stat().st_mtime_ns for p in cache.glob("embeddings-*/*")}
+    return outs
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_target_features_rank_the_targets_part_first(runs, method):
+    picked = picked_families(runs[method] / "subset.csv")
+    assert picked["stripes"] > 40, picked  # of 48: the part that looks like the target
+
+
+def test_pool_embeddings_are_computed_once_and_reused(runs, cache):
+    folders = list(cache.glob("embeddings-*"))
+    assert len(folders) == 1
+    assert {p: p.stat().st_mtime_ns for p in cache.glob("embeddings-*/*")} == runs["mtimes"]
+    shared = {name: {m["key"]: m for m in json.loads(
+        (runs[name] / "selection.json").read_text())["cost"]["shared"]}
+        for name in ("knn", "density-ratio", "knn-count")}
+    key = folders[0].name
+    assert shared["knn"][key]["trained_here"] is True
+    assert shared["density-ratio"][key]["trained_here"] is False
+    assert shared["knn-count"][key]["trained_here"] is False
+    # every method that read them is charged what computing them took
+    assert shared["knn"][key]["seconds"] == shared["density-ratio"][key]["seconds"] > 0
