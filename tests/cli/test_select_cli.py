@@ -16,10 +16,12 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def test_methods_lists_all_six():
+def test_methods_lists_every_registered_method():
+    from condpretrain.registry import SCORERS
+
     result = cli("methods")
     assert result.returncode == 0
-    assert len(result.stdout.strip().splitlines()) == 6
+    assert len(result.stdout.strip().splitlines()) == len(SCORERS) == 8  # six of the paper
 
 
 def test_select_end_to_end_with_broken_files(two_part_pool, stripes_target, tmp_path):

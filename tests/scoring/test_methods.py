@@ -86,7 +86,8 @@ def test_scores_are_aligned_with_pool_csv(run_method, two_part_pool):
 
 def test_every_registered_method_has_a_summary():
     assert set(SCORERS) == {"random", "domain-classifier", "clustering-avg", "clustering-min",
-                            "active-learning", "inverse-active-learning"}
+                            "active-learning", "inverse-active-learning", "knn",
+                            "density-ratio"}
     assert all(cls.summary for cls in SCORERS.values())
 
 
