@@ -3,30 +3,19 @@ target-trained model's features end to end, computed once and shared."""
 
 from __future__ import annotations
 
-import csv
 import json
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from selectkit import picked_families, quick
 
-from condpretrain.config import SelectConfig, build_config
 from condpretrain.data.sources import open_pool, open_target
 from condpretrain.errors import CondPretrainError
 from condpretrain.scoring import SCORERS
 from condpretrain.selection import select
 
 METHODS = ["knn", "density-ratio"]
-
-
-def quick(**overrides) -> SelectConfig:
-    return build_config(SelectConfig, "quick", device="cpu", **overrides)
-
-
-def picked_families(subset_csv: Path) -> Counter:
-    with open(subset_csv) as handle:
-        return Counter(row["label"].split("_")[0] for row in csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import csv
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from selectkit import picked_families, quick
 
-from condpretrain.config import SelectConfig, build_config
 from condpretrain.errors import CondPretrainError
 from condpretrain.scoring import SCORERS
 from condpretrain.selection import select
 
 HALF = 0.5  # the stripes part is exactly half the pool
-
-
-def quick(**overrides) -> SelectConfig:
-    return build_config(SelectConfig, "quick", device="cpu", **overrides)
-
-
-def picked_families(subset_csv: Path) -> Counter:
-    with open(subset_csv) as handle:
-        return Counter(row["label"].split("_")[0] for row in csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")
