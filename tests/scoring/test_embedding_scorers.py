@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from selectkit import picked_families, quick
+from selectkit import picked_families, quick, two_part_npy
 
-from condpretrain.data.sources import open_pool, open_target
 from condpretrain.errors import CondPretrainError
 from condpretrain.scoring import SCORERS
 from condpretrain.selection import select
@@ -20,18 +19,7 @@ METHODS = ["knn", "density-ratio"]
 
 @pytest.fixture(scope="module")
 def hand_made_npy(two_part_pool, stripes_target, tmp_path_factory) -> Path:
-    """Pool rows near one direction for the stripes part, another for noise; the target's
-    rows near the stripes direction: a scorer that reads them must rank stripes first."""
-    rng = np.random.default_rng(0)
-    pool = open_pool([str(two_part_pool)])
-    stripes, noise = np.eye(8, dtype=np.float32)[0], np.eye(8, dtype=np.float32)[1]
-    centre = np.array([stripes if "/stripes" in p else noise for p in pool.paths])
-    path = tmp_path_factory.mktemp("npy") / "emb.npy"
-    np.save(path, centre + rng.normal(0, 0.1, centre.shape).astype(np.float32))
-    n_target = len(open_target(str(stripes_target)).train)
-    np.save(path.with_name("emb.target.npy"),
-            stripes + rng.normal(0, 0.1, (n_target, 8)).astype(np.float32))
-    return path
+    return two_part_npy(two_part_pool, stripes_target, tmp_path_factory.mktemp("npy"))
 
 
 def test_registered_after_the_papers_methods_with_labels():

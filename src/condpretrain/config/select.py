@@ -59,8 +59,10 @@ class SelectConfig(Config):
     # The embedding scorers (knn, density-ratio) read pool embeddings computed once per
     # (features, pool) and cached, so every method and budget shares them.
     features: str = option("target", "image features of the embedding scorers (knn, "
-                           "density-ratio): target, checkpoint:CKPT, or npy:PATH (rows "
-                           "aligned with pool.csv; the target's in PATH.target.npy)",
+                           "density-ratio, and clustering when not target): target, "
+                           "checkpoint:CKPT, timm:NAME[@WEIGHTS] (any timm model; needs "
+                           "condpretrain[timm]), or npy:PATH (rows aligned with pool.csv; "
+                           "the target's in PATH.target.npy)",
                            metavar="SOURCE")
     target_features: str | None = option(None, "the target's train embeddings for --features "
                                          "npy:PATH (default: PATH with .target.npy)",

@@ -78,7 +78,9 @@ def parse_features(text: str) -> tuple[str, str]:
     FEATURES.get_class(name)  # an unknown source is a one-line error naming --features
     if name == "npy" and not argument:
         raise CondPretrainError("--features: npy needs a file: npy:PATH")
-    if argument and name not in ("npy", "checkpoint"):
+    if name == "timm" and not argument:
+        raise CondPretrainError("--features: timm needs a model name: timm:NAME[@WEIGHTS]")
+    if argument and name not in ("npy", "checkpoint", "timm"):
         raise CondPretrainError(f"--features: {name} takes no argument, got {text!r}")
     return name, argument
 
@@ -235,7 +237,8 @@ def _source_key(name: str, context: FeatureContext) -> str:
         stat = path.stat()
         return f"checkpoint:{path}:{stat.st_size}:{stat.st_mtime_ns}"
     model = context.models_used.get("target_model", {}).get("path")
-    if model is None:  # a source registered later: its record is all we know of it
+    if name != "target" or model is None:  # timm, or a later source: its own record
+        # (model, weights file or seed) is what its features depend on
         return f"{name}:{json.dumps(context.models_used.get('features'), sort_keys=True)}"
     return f"{name}:{Path(model).name}"
 
