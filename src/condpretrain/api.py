@@ -21,6 +21,7 @@ from condpretrain.downstream import detect, segment
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment import run
 from condpretrain.export import export_backbone
+from condpretrain.multi_target import select_multi
 from condpretrain.plan import plan
 from condpretrain.report import report
 from condpretrain.selection import SelectionResult, reselect, select
@@ -31,6 +32,7 @@ from condpretrain.train.pretrain import pretrain
 __all__ = [
     "select",
     "reselect",
+    "select_multi",
     "SelectionResult",
     "pretrain",
     "finetune",

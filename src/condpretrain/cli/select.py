@@ -9,6 +9,7 @@ from condpretrain.config import SelectConfig
 from condpretrain.config.select import fused_methods
 from condpretrain.dist import is_main_process
 from condpretrain.errors import CondPretrainError
+from condpretrain.multi_target import parse_mix, select_multi, target_names
 from condpretrain.registry import SCORERS
 from condpretrain.selection import reselect, select, write_subset_shards
 
@@ -20,9 +21,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--source", action="append", metavar="[NAME=]POOL",
                         help="an ImageFolder, flat image folder or path,label CSV; repeat to union")
-    parser.add_argument("--target", metavar="[NAME=]TARGET",
+    parser.add_argument("--target", action="append", metavar="[NAME=]TARGET",
                         help="ROOT/{train,test}/<class>/..., a manifest with a split column, "
-                             "or a flat folder (unlabelled)")
+                             "or a flat folder (unlabelled); repeat for one subset serving "
+                             "several targets (each selected in OUT/targets/NAME)")
+    # A flag of this command, not a SelectConfig option: it means something only with
+    # several targets, and select(), --scores and experiment files take one target each.
+    parser.add_argument("--mix", metavar="SHARE,SHARE,...", default=None,
+                        help="several targets: each one's share of the budget, in --target "
+                             "order, summing to 1 (default: equal shares)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--scores", metavar="SELECTION_DIR", default=None,
                         help="re-select from a finished selection's saved scores (no scoring)")
@@ -41,7 +48,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run_select(args: argparse.Namespace) -> int:
     if args.images_per_shard < 1:
         raise CondPretrainError("--images-per-shard must be at least 1")
+    targets = args.target or []
+    if args.mix is not None and len(targets) < 2:
+        raise CondPretrainError("--mix: shares the budget among several targets; "
+                                "give two or more --target")
     if args.scores:
+        if len(targets) > 1:
+            raise CondPretrainError("--scores: re-selects one selection's scores; "
+                                    "give at most one --target")
         given = flag_values(args, SelectConfig)
         result = reselect(args.scores, args.out, given.get("fraction"), given.get("count"),
                           given.get("seed"), given.get("keep_eval_duplicates"),
@@ -51,7 +65,13 @@ def run_select(args: argparse.Namespace) -> int:
         # a fusion reads the pool from the fused selections' saved scores
         if not args.source and not fused_methods(config.method):
             raise CondPretrainError("--source: give at least one image pool (or --scores DIR)")
-        result = select(args.source or [], args.target, args.out, config)
+        if len(targets) > 1:
+            named = target_names(targets)
+            result = select_multi(args.source or [], named, args.out, config,
+                                  parse_mix(args.mix, len(named)))
+        else:
+            result = select(args.source or [], targets[0] if targets else None, args.out,
+                            config)
     if not is_main_process():
         return 0
     print(f"selected {result.selected} of {result.pool_size} images -> {result.subset_csv}")

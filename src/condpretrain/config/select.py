@@ -61,9 +61,17 @@ class SelectConfig(Config):
     features: str = option("target", "image features of the embedding scorers (knn, "
                            "density-ratio, and clustering when not target): target, "
                            "checkpoint:CKPT, timm:NAME[@WEIGHTS] (any timm model; needs "
-                           "condpretrain[timm]), or npy:PATH (rows aligned with pool.csv; "
-                           "the target's in PATH.target.npy)",
+                           "condpretrain[timm]), moco:target (a MoCo-v2 backbone trained "
+                           "here on the target's images, no labels needed; cached), or "
+                           "npy:PATH (rows aligned with pool.csv; the target's in "
+                           "PATH.target.npy)",
                            metavar="SOURCE")
+    # --features moco:target: the paper's unsupervised features. The other MoCo settings
+    # follow the scoring resolution (see condpretrain.features.moco_target).
+    moco_epochs: int = option(200, "--features moco:target: MoCo-v2 epochs on the target's "
+                              "images", low=1)
+    moco_pool_sample: int = option(0, "--features moco:target: pool images (seeded draw) "
+                                   "added to the target's for MoCo-v2 training", low=0)
     target_features: str | None = option(None, "the target's train embeddings for --features "
                                          "npy:PATH (default: PATH with .target.npy)",
                                          metavar="NPY")
@@ -104,6 +112,7 @@ class SelectConfig(Config):
             "target_arch": "resnet10",
             "target_epochs": 15,
             "target_lr": 0.05,
+            "moco_epochs": 12,
             "clusters": 20,
             "kmeans_iters": 20,
             "chunk_size": 5_000,
@@ -118,6 +127,7 @@ class SelectConfig(Config):
             "target_arch": "resnet10",
             "target_epochs": 5,
             "target_lr": 0.05,
+            "moco_epochs": 2,
             "clusters": 20,
             "kmeans_iters": 10,
             "chunk_size": 5_000,

@@ -73,14 +73,20 @@ class PoolEmbeddings:
 
 
 def parse_features(text: str) -> tuple[str, str]:
-    """``--features`` as (source, argument): 'target' -> ('target', ''), 'npy:X' -> ('npy', 'X')."""
+    """``--features`` as (source, argument): 'target' -> ('target', ''), 'npy:X' -> ('npy', 'X'),
+    'moco:target' -> ('moco', 'target')."""
     name, _, argument = text.partition(":")
     FEATURES.get_class(name)  # an unknown source is a one-line error naming --features
     if name == "npy" and not argument:
         raise CondPretrainError("--features: npy needs a file: npy:PATH")
     if name == "timm" and not argument:
         raise CondPretrainError("--features: timm needs a model name: timm:NAME[@WEIGHTS]")
-    if argument and name not in ("npy", "checkpoint", "timm"):
+    if name == "moco" and argument != "target":
+        # Only the target's images are MoCo-trained here (the pool joins through
+        # --moco-pool-sample); a MoCo backbone of anything else is checkpoint:CKPT.
+        raise CondPretrainError(f"--features: moco takes only 'target' (moco:target), got "
+                                f"{text!r}; for another MoCo backbone use checkpoint:CKPT")
+    if argument and name not in ("npy", "checkpoint", "timm", "moco"):
         raise CondPretrainError(f"--features: {name} takes no argument, got {text!r}")
     return name, argument
 
@@ -220,6 +226,9 @@ def embeddings_for(target: Target | None, pool: ImageIndex, context: FeatureCont
             raise CondPretrainError("--features: checkpoint needs a file: checkpoint:CKPT")
         # a copy: the caller's config stays as it was
         context = _WithConfig(context, replace(config, features_from=path))
+    if name == "moco":  # --moco-pool-sample draws from the pool being scored
+        context = _WithConfig(context, config)
+        context.pool = pool
     extractor = FEATURES.get_class(name)().extractor(target, context)
     key = _source_key(name, context)
     dim = feature_dim(extractor, context)
@@ -231,11 +240,13 @@ def embeddings_for(target: Target | None, pool: ImageIndex, context: FeatureCont
 
 def _source_key(name: str, context: FeatureContext) -> str:
     """What identifies a source's network: the target model's cached file (which names the
-    target and its recipe), or the checkpoint file as it is now."""
+    target and its recipe), the checkpoint file as it is now, or the cached MoCo run."""
     if name == "checkpoint":
         path = Path(context.config.features_from).resolve()
         stat = path.stat()
         return f"checkpoint:{path}:{stat.st_size}:{stat.st_mtime_ns}"
+    if name == "moco":  # its cached run folder's name hashes the images and the recipe
+        return f"moco:{Path(context.models_used['features']['backbone']).parent.name}"
     model = context.models_used.get("target_model", {}).get("path")
     if name != "target" or model is None:  # timm, or a later source: its own record
         # (model, weights file or seed) is what its features depend on
