@@ -197,7 +197,7 @@ def run_target(sources: list[str], target: Path, runs: Path, related: str,
         if method.startswith("fuse:"):
             extra["fuse_from"] = ",".join(str(runs / m) for m in FUSED)
         elif method in ("knn", "density-ratio"):
-            extra["features"] = "target"
+            extra["features"] = settings["features"]
         config = cp.build_config(cp.SelectConfig, str(settings["preset"]), method=method,
                                  fraction=small, device=settings["device"],
                                  seed=settings["seed"], cache_dir=str(runs / "cache"),
@@ -271,6 +271,9 @@ def main() -> None:
     parser.add_argument("--fuse-tolerance", type=float, default=5.0,
                         help="goal 2: points fuse may trail the best single method by")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--features", default="target",
+                        help="features of the embedding methods (knn, density-ratio): target, "
+                             "moco:target, checkpoint:CKPT, timm:NAME[@WEIGHTS], npy:PATH")
     args = parser.parse_args()
     budgets = tuple(float(b) for b in args.budgets.split(","))
     if len(budgets) != 2 or not 0 < budgets[0] < budgets[1] <= 1:
@@ -286,7 +289,8 @@ def main() -> None:
     new = [m for m in SCORERS.names() if m not in paper]
     # Fresh runs every time: reused cached models would make the seconds meaningless.
     shutil.rmtree(out / "runs", ignore_errors=True)
-    settings = {"preset": args.preset, "device": args.device, "seed": args.seed}
+    settings = {"preset": args.preset, "device": args.device, "seed": args.seed,
+                "features": args.features}
 
     rows, summary, goal1_failed, goal2_failed = [], [], [], []
     for target, related in RELATED.items():
@@ -308,7 +312,8 @@ def main() -> None:
     small, large = (f"{b:.0%}" for b in budgets)
     print(f"\npool: {pool_size} images of {args.image_size} px "
           f"({', '.join(f'{k} {v}' for k, v in counts.items())}); preset {args.preset}; "
-          f"device {args.device}; fuse = {'+'.join(FUSED)} (reciprocal rank)")
+          f"device {args.device}; embedding features {args.features}; "
+          f"fuse = {'+'.join(FUSED)} (reciprocal rank)")
     print_table("Share of the budget drawn from the target's related pool part (%); "
                 "seconds charged (own + cached models used; fuse: sum of its parts)",
                 ["target", "method", "kind", small, large, "seconds"], rows)
