@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from condpretrain.report.tables import stat
+
 CONFIDENCE = 0.95
 
 BETTER, WORSE, NO_DIFFERENCE, ONE_SEED = (
@@ -92,11 +94,10 @@ def t_interval(values: tuple[float, ...], confidence: float = CONFIDENCE
     """Student-t interval of the mean of ``values`` (at least two)."""
     from scipy.stats import t  # loaded only when a report is written
 
-    n = len(values)
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = float(t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
-    return mean - half, mean + half
+    summary = stat(values)  # mean and sample standard deviation, as the tables show them
+    assert summary is not None and summary.n > 1
+    half = float(t.ppf(0.5 + confidence / 2, summary.n - 1)) * summary.std / math.sqrt(summary.n)
+    return summary.mean - half, summary.mean + half
 
 
 def mean_ratio(a: Mapping[str, float], b: Mapping[str, float],
