@@ -34,7 +34,7 @@ from _util import print_table
 from PIL import Image
 
 from condpretrain.experiment.results import read_results
-from condpretrain.plan.record import read_plan
+from condpretrain.plan.record import PLAN_FILE, STAGE_COLUMNS, read_plan
 from condpretrain.report.plan_table import comparisons, median_abs_error, total_comparisons
 
 
@@ -121,7 +121,7 @@ def main() -> None:
         (work / "exp.yaml").write_text(yaml.safe_dump(experiment))
         run_seconds = cli(args.threads, "run", str(work / "exp.yaml"), "--out", str(out),
                           "--no-report")
-        report(read_plan(out / "plan.json"), read_results(out / "results.csv"), plan_seconds,
+        report(read_plan(out / PLAN_FILE), read_results(out / "results.csv"), plan_seconds,
                run_seconds)
 
 
@@ -143,7 +143,7 @@ def report(plan: dict, rows: list[dict[str, str]], plan_seconds: float,
     predicted = sum(c.predicted for c in totals)
     measured = sum(c.measured for c in totals)
     by_stage = {stage: median_abs_error([c for c in found if c.stage == stage])
-                for stage in ("select", "pretrain", "finetune")}
+                for stage in STAGE_COLUMNS}
     print(f"\nwhole grid: predicted {predicted * 3600:.1f} s, measured {measured * 3600:.1f} s, "
           f"error {(predicted - measured) / measured * 100:+.1f} %")
     print("median absolute error per stage: " + ", ".join(

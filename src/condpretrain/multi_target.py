@@ -165,7 +165,7 @@ def select_multi(sources: list[str] | str, targets: dict[str, str], out: str | P
         raise CondPretrainError("--target: several targets share a subset; give two or more")
     for name, spec in targets.items():
         check_name(name, spec)
-    shares = check_mix(list(mix), len(names)) if mix is not None else parse_mix(None, len(names))
+    shares = check_mix(mix, len(names)) if mix is not None else parse_mix(None, len(names))
     if fused_methods(config.method):
         raise CondPretrainError(f"--method {config.method}: a fusion reads one target's saved "
                                 "scores; select each target on its own to fuse")
@@ -201,9 +201,12 @@ def _merge_and_write(sources: list[str] | str, targets: dict[str, str], shares: 
     merge = merge_rankings(rankings, quota, budget)
     takes = [set(r[:d].tolist()) for r, d in zip(rankings, merge.depth, strict=True)]
     tops = [set(r[:q].tolist()) for r, q in zip(rankings, quota, strict=True)]
+    # the targets whose take holds each chosen image
+    holders = [[n for n, take in zip(names, takes, strict=True) if i in take]
+               for i in merge.chosen]
     with atomic.OutputSet(out, SELECTION_JSON) as outputs:
         atomic.link_or_copy(folders[0] / POOL_CSV, outputs.path(POOL_CSV))
-        _write_subset(outputs.path(SUBSET_CSV), pool, scores, merge, names, takes)
+        _write_subset(outputs.path(SUBSET_CSV), pool, scores, merge, names, holders)
         atomic.write_json(outputs.path(SELECTION_JSON), {
             "method": config.method, "parameters": to_dict(config), "seed": config.seed,
             "policy": {"name": "top", "targets": "shares of the budget by --mix, overlap "
@@ -211,8 +214,7 @@ def _merge_and_write(sources: list[str] | str, targets: dict[str, str], shares: 
             "sources": [sources] if isinstance(sources, str) else list(sources),
             "target": None, "targets": dict(targets),
             "pool_size": len(pool), "budget": budget, "selected": len(merge.chosen),
-            "in_several_takes": sum(sum(i in take for take in takes) > 1
-                                    for i in merge.chosen),
+            "in_several_takes": sum(len(h) > 1 for h in holders),
             "per_target": _per_target(names, folders, out, shares, quota, merge, takes),
             "overlap": _overlap(names, tops),
             "timings": {"total": round(time.perf_counter() - started, 3)},
@@ -234,14 +236,13 @@ def _excluded_for_all(folders: list[Path], pool: ImageIndex, records: tuple[Any,
 
 
 def _write_subset(path: Path, pool: ImageIndex, scores: tuple[np.ndarray, ...], merge: Merge,
-                  names: list[str], takes: list[set[int]]) -> None:
+                  names: list[str], holders: list[list[str]]) -> None:
     chosen = np.asarray(merge.chosen, dtype=np.int64)
     owner_scores = np.array([scores[t][i] for i, t in zip(merge.chosen, merge.taken_by,
                                                           strict=True)], dtype=np.float32)
     write_index_csv(path, pool.take(chosen), score=owner_scores,
                     rank=np.arange(1, len(chosen) + 1),
-                    targets=np.array([";".join(n for n, take in zip(names, takes, strict=True)
-                                               if i in take) for i in merge.chosen]),
+                    targets=np.array([";".join(h) for h in holders]),
                     taken_by=np.array([names[t] for t in merge.taken_by]))
 
 

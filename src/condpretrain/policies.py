@@ -173,5 +173,6 @@ def label_groups(labels: list[str], pools: list[str]) -> tuple[np.ndarray, str]:
     return np.zeros(len(labels), dtype=np.int64), "none"
 
 
-__all__ = ["Draw", "GROUP_NOTES", "POLICIES", "best_first", "draw_budget", "draw_recorded", "eligible_indices", "group_cap",
-           "label_groups", "policy_names", "take_balanced", "take_sample", "take_top"]
+__all__ = ["Draw", "GROUP_NOTES", "POLICIES", "best_first", "draw_budget", "draw_recorded",
+           "eligible_indices", "group_cap", "label_groups", "policy_names", "take_balanced",
+           "take_sample", "take_top"]

@@ -276,20 +276,17 @@ def _select_fused(sources: list[str] | str | None, out: Path, config: SelectConf
                   started: float) -> SelectionResult:
     """``--method fuse:A,B``: rank-fuse the saved scores of A, B and draw the budget."""
     folders = [Path(p) for p in str(config.fuse_from).split(",") if p.strip()]
-    records = {}
     saved = []
     for folder in folders:
         record, pool, scores = read_selection(folder, "--fuse-from")
-        records[folder] = record
         saved.append(SavedScores(folder, str(record.get("method")), record.get("target"),
-                                 pool, scores))
+                                 pool, scores, record))
     first, scores = fuse(saved, fused_methods(config.method) or [], config.fuse_k)
     pool = first.pool
     if sources and sorted(open_pool(sources).paths) != sorted(pool.paths):
         raise CondPretrainError(f"--source: not the pool that {first.folder} scored")
     budget = budget_size(len(pool), config.fraction, config.count)
-    duplicates = eval_duplicates.load(first.folder, pool,
-                                      records[first.folder].get("eval_duplicates"))
+    duplicates = eval_duplicates.load(first.folder, pool, first.record.get("eval_duplicates"))
     chosen, policy = draw_subset(config, pool, scores, budget,
                                  eval_duplicates.excluded(duplicates, config))
     with atomic.OutputSet(out, SELECTION_JSON) as outputs:
@@ -298,18 +295,18 @@ def _select_fused(sources: list[str] | str | None, out: Path, config: SelectConf
         _write_subset(outputs.path(SUBSET_CSV), pool, scores, chosen)
         _write_duplicates(outputs, duplicates)
         seconds = time.perf_counter() - started
-        parts = {s.method: records[s.folder] for s in saved}
         atomic.write_json(outputs.path(SELECTION_JSON), {
             "method": config.method, "parameters": to_dict(config), "seed": config.seed,
             "policy": policy, "fused": {s.method: str(s.folder) for s in saved},
-            "sources": records[first.folder].get("sources"), "target": first.target,
+            "sources": first.record.get("sources"), "target": first.target,
             "models": [], "pool_size": len(pool), "pools": _pool_counts(pool),
             "selected": len(chosen), "eval_duplicates": (
                 eval_duplicates.metadata(duplicates, config, chosen) if duplicates is not None
-                else records[first.folder].get("eval_duplicates")),
-            "skipped": records[first.folder].get("skipped", []),
+                else first.record.get("eval_duplicates")),
+            "skipped": first.record.get("skipped", []),
             "timings": {"fuse": round(seconds, 3), "total": round(seconds, 3)},
-            "cost": _fused_cost(seconds, parts), "versions": library_versions(),
+            "cost": _fused_cost(seconds, {s.method: s.record for s in saved}),
+            "versions": library_versions(),
         })
     log.info("selected %d of %d pool images with %s -> %s", len(chosen), len(pool),
              config.method, out / SUBSET_CSV)

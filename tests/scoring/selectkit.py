@@ -1,4 +1,5 @@
-"""Shared by the scoring tests: the quick select config, and what a subset picked."""
+"""Shared by the scoring tests: the quick select config, what a subset picked, hand-made
+embeddings and a random backbone."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import csv
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from condpretrain.config import SelectConfig, build_config
+from condpretrain.models import build_resnet, save_backbone
 
 
 def quick(**overrides) -> SelectConfig:
@@ -24,8 +29,6 @@ def two_part_npy(pool_root: Path, target_root: Path, folder: Path, seed: int = 0
     """Hand-made embeddings of a two-part pool: rows near one axis for its stripes
     part, another for the noise part; the target's rows near the stripes axis, so a
     scorer that reads them must rank stripes first. Returns ``folder/emb.npy``."""
-    import numpy as np
-
     from condpretrain.data.sources import open_pool, open_target
 
     rng = np.random.default_rng(seed)
@@ -37,4 +40,20 @@ def two_part_npy(pool_root: Path, target_root: Path, folder: Path, seed: int = 0
     n_target = len(open_target(str(target_root)).train)
     np.save(path.with_name("emb.target.npy"),
             stripes + rng.normal(0, 0.1, (n_target, 8)).astype(np.float32))
+    return path
+
+
+def unit_rows(npy: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The pool's and the target's rows of :func:`two_part_npy`, float64, unit length."""
+    pool = np.load(npy).astype(np.float64)
+    target = np.load(npy.with_name("emb.target.npy")).astype(np.float64)
+    return (pool / np.linalg.norm(pool, axis=1, keepdims=True),
+            target / np.linalg.norm(target, axis=1, keepdims=True))
+
+
+def random_backbone(folder: Path) -> Path:
+    """A resnet10 backbone with seed-0 random weights, saved as ``folder/backbone.pt``."""
+    torch.manual_seed(0)
+    path = folder / "backbone.pt"
+    save_backbone(build_resnet("resnet10"), path)
     return path

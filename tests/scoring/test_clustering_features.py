@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from selectkit import picked_families, two_part_npy
+import selectkit
+from selectkit import picked_families, random_backbone, two_part_npy, unit_rows
 
-from condpretrain.config import SelectConfig, build_config
-from condpretrain.models import build_resnet, save_backbone
+from condpretrain.config import SelectConfig
 from condpretrain.scoring.clustering import reads_cached_embeddings
 from condpretrain.selection import select
 
@@ -21,7 +20,7 @@ METHODS = ["clustering-avg", "clustering-min"]
 
 
 def quick(**overrides) -> SelectConfig:
-    return build_config(SelectConfig, "quick", device="cpu", **{"clusters": 4, **overrides})
+    return selectkit.quick(**{"clusters": 4, **overrides})
 
 
 def picked(out: Path):
@@ -36,10 +35,7 @@ def npy_features(two_part_pool, stripes_target, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def backbone(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "backbone.pt"
-    save_backbone(build_resnet("resnet10"), path)
-    return path
+    return random_backbone(tmp_path_factory.mktemp("ckpt"))
 
 
 def test_only_other_features_than_the_default_read_the_cache(backbone):
@@ -66,10 +62,7 @@ def test_clustering_min_score_is_minus_the_distance_to_the_nearest_centre(
         npy_features, two_part_pool, stripes_target, tmp_path):
     select([str(two_part_pool)], str(stripes_target), tmp_path,
            quick(method="clustering-min", count=1, clusters=1, features=f"npy:{npy_features}"))
-    pool = np.load(npy_features).astype(np.float64)
-    target = np.load(npy_features.with_name("emb.target.npy")).astype(np.float64)
-    pool /= np.linalg.norm(pool, axis=1, keepdims=True)
-    target /= np.linalg.norm(target, axis=1, keepdims=True)
+    pool, target = unit_rows(npy_features)
     # one cluster: its centre is the mean of the target's unit rows
     expected = -np.linalg.norm(pool - target.mean(axis=0), axis=1)
     np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), expected, atol=1e-4)

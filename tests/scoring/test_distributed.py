@@ -10,9 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-
-from condpretrain.models import build_resnet, save_backbone
+from selectkit import random_backbone
 
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:
@@ -29,10 +27,7 @@ def single(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def backbone(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "backbone.pt"
-    save_backbone(build_resnet("resnet10"), path)
-    return path
+    return random_backbone(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.mark.parametrize("method", ["random", "clustering-min"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from selectkit import picked_families, quick, two_part_npy
+from selectkit import picked_families, quick, two_part_npy, unit_rows
 
 from condpretrain.errors import CondPretrainError
 from condpretrain.scoring import SCORERS
@@ -42,10 +42,7 @@ def test_knn_score_is_the_mean_cosine_to_the_k_nearest(hand_made_npy, two_part_p
                                                        stripes_target, tmp_path):
     select([str(two_part_pool)], str(stripes_target), tmp_path,
            quick(method="knn", count=1, knn_k=3, features=f"npy:{hand_made_npy}"))
-    pool = np.load(hand_made_npy).astype(np.float64)
-    target = np.load(hand_made_npy.with_name("emb.target.npy")).astype(np.float64)
-    pool /= np.linalg.norm(pool, axis=1, keepdims=True)
-    target /= np.linalg.norm(target, axis=1, keepdims=True)
+    pool, target = unit_rows(hand_made_npy)
     expected = np.sort(pool @ target.T, axis=1)[:, -3:].mean(axis=1)
     np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), expected, atol=1e-5)
 

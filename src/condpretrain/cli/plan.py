@@ -8,7 +8,7 @@ from condpretrain.cli.flags import add_config_flags, add_preset_flags, config_fr
 from condpretrain.config import PlanConfig
 from condpretrain.errors import CondPretrainError
 from condpretrain.plan import plan
-from condpretrain.plan.make import PlanResult
+from condpretrain.plan.make import PlanResult, fits_summary
 from condpretrain.plan.predict import STAGES
 from condpretrain.report.tables import hours_text
 
@@ -67,11 +67,10 @@ def print_plan(result: PlanResult) -> None:
         f"{STAGE_TITLES[s]} {hours_text(result.once[s])}" for s in STAGES)
         + f", all {hours_text(result.once['total'])} device-hours "
           f"(rows' charges summed: {hours_text(result.charged['total'])})")
-    if result.hours is not None:
-        fitting = [c for c in result.cells if c.fits]
-        used = fitting[-1].cumulative if fitting else 0.0
-        print(f"{len(fitting)} of {len(result.cells)} cells fit in {result.hours:g} "
-              f"device-hours (they take {hours_text(used)})")
+    fits = fits_summary(result.cells)
+    if fits is not None:
+        print(f"{fits['cells']} of {fits['of']} cells fit in {result.hours:g} "
+              f"device-hours (they take {hours_text(fits['device_hours'])})")
     print(f"plan: {result.path}")
 
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from condpretrain.config import option
-from condpretrain.config.options import parse_mapping
+from condpretrain.config import option, parse_mapping
 from condpretrain.errors import CondPretrainError
 
 if TYPE_CHECKING:  # the schema imports this module to check the section

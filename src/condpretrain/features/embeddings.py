@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -129,15 +130,19 @@ def feature_dim(extractor: nn.Module, context: FeatureContext) -> int:
         return int(extractor(probe).shape[1])
 
 
+def content_key(settings: dict[str, Any], paths: Iterable[str]) -> str:
+    """A short hash of ``settings`` and of ``paths`` in order: what names a cache folder."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for path in paths:
+        digest.update(path.encode("utf-8") + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def embeddings_key(features_key: str, pool: ImageIndex, context: FeatureContext) -> str:
     """A short hash of everything that determines the pool's embeddings."""
     config = context.config
-    digest = hashlib.sha256(json.dumps({
-        "features": features_key, "resolution": config.filter_resolution,
-        "max_pixels": config.max_image_pixels}, sort_keys=True).encode())
-    for path in pool.paths:
-        digest.update(path.encode("utf-8") + b"\0")
-    return digest.hexdigest()[:16]
+    return content_key({"features": features_key, "resolution": config.filter_resolution,
+                        "max_pixels": config.max_image_pixels}, pool.paths)
 
 
 def pool_embeddings(features_key: str, pool: ImageIndex, extractor: nn.Module,
@@ -267,5 +272,5 @@ def _npy_embeddings(path: str, target_path: str | None, pool: ImageIndex, target
             normalise(np.asarray(target_array, dtype=np.float32)))
 
 
-__all__ = ["PoolEmbeddings", "embed_images", "embeddings_for", "normalise", "parse_features",
-           "pool_embeddings"]
+__all__ = ["PoolEmbeddings", "content_key", "embed_images", "embeddings_for", "normalise",
+           "parse_features", "pool_embeddings"]

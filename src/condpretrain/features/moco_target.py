@@ -17,22 +17,18 @@ architecture is ``--target-arch`` and the epochs ``--moco-epochs``.
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import json
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from torch import nn
 
-from condpretrain import atomic
 from condpretrain.config import PretrainConfig, SelectConfig, build_config, options, to_dict
-from condpretrain.data.sources import ImageIndex, Target
+from condpretrain.data.sources import ImageIndex, Target, write_index_csv
 from condpretrain.dist import DistContext, barrier
 from condpretrain.errors import CondPretrainError
 from condpretrain.features.base import FEATURES, FeatureContext, FeatureSource
+from condpretrain.features.embeddings import content_key
 from condpretrain.log import get_logger
 from condpretrain.models import build_resnet, load_backbone
 from condpretrain.train.pretrain import pretrain
@@ -88,8 +84,9 @@ def moco_backbone(target: Target, pool: ImageIndex | None, context: MocoContext)
     trained_here = not run.finished()
     if trained_here:
         manifest = folder.with_suffix(".csv")
-        if dist.is_main:
-            atomic.write_text(manifest, manifest_text(images))
+        if dist.is_main:  # absolute paths; no labels: MoCo reads none
+            write_index_csv(manifest, ImageIndex([str(Path(p).absolute()) for p in images],
+                                                 [""] * len(images), [""] * len(images)))
         barrier(dist)
         log.info("training the MoCo-v2 backbone of %s on %d images (%d epochs) in %s",
                  target.name, len(images), pretrain_config.epochs, folder)
@@ -138,20 +135,7 @@ def moco_key(images: list[str], config: PretrainConfig) -> str:
     """A short hash of the training images and every setting that changes the weights
     (neutral ones, which change only where or how fast it runs, left out)."""
     neutral = {opt.name for opt in options(PretrainConfig) if opt.neutral}
-    settings = {k: v for k, v in to_dict(config).items() if k not in neutral}
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for path in images:
-        digest.update(path.encode("utf-8") + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def manifest_text(images: list[str]) -> str:
-    """A ``path,label`` manifest of absolute paths (labels left empty: MoCo reads none)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "label"])
-    writer.writerows([str(Path(path).absolute()), ""] for path in images)
-    return buffer.getvalue()
+    return content_key({k: v for k, v in to_dict(config).items() if k not in neutral}, images)
 
 
 __all__ = ["MocoTargetFeatures", "moco_backbone", "moco_config", "training_images"]

@@ -12,7 +12,6 @@ sizes, so their fixed and per-image costs are apart; the runs then reuse them.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 from collections.abc import Sequence
@@ -21,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from condpretrain import atomic
 from condpretrain.config import PlanConfig
 from condpretrain.data.cache import build_cache, stored_size
 from condpretrain.data.sources import ImageIndex, Target, open_target, write_index_csv
@@ -189,17 +187,13 @@ def _target_sample(spec: str, target: Target, train_images: int, folder: Path) -
 
 
 def write_target(target: Target, manifest: Path) -> str:
-    """``target``'s train and test splits as a manifest (``path,label,split``) that a
-    command opens: its spec."""
-    rows = [(p, label, "train") for p, label in zip(target.train.paths, target.train.labels,
-                                                     strict=True)]
+    """``target``'s train and test splits as a manifest (``path,label,pool,split``) that
+    a command opens: its spec."""
+    splits = {"train": target.train}
     if target.test is not None:
-        rows += [(p, label, "test") for p, label in zip(target.test.paths, target.test.labels,
-                                                         strict=True)]
-    with atomic.atomic_open(manifest, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "label", "split"])
-        writer.writerows(rows)
+        splits["test"] = target.test
+    write_index_csv(manifest, ImageIndex.concat(list(splits.values())),
+                    split=np.repeat(list(splits), [len(index) for index in splits.values()]))
     return f"{target.name}={manifest}"
 
 

@@ -21,7 +21,6 @@ and the measured fit is scaled up by the ratio.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import time
 from pathlib import Path
@@ -35,15 +34,9 @@ from condpretrain.device import resolve_device
 from condpretrain.dist import DistContext
 from condpretrain.experiment.runner import Experiment
 from condpretrain.log import get_logger
-from condpretrain.plan.calibrate import MIN_EPOCHS, sample, write_target
+from condpretrain.plan.calibrate import calibration_schedule, sample, write_target
 from condpretrain.plan.clock import StepClock, epoch_rate
-from condpretrain.plan.rates import (
-    LinearCost,
-    MethodRate,
-    ModelRate,
-    SelectionRates,
-    steps_per_epoch,
-)
+from condpretrain.plan.rates import LinearCost, MethodRate, ModelRate, SelectionRates
 from condpretrain.scoring import ScoringContext, create_scorer
 from condpretrain.scoring.base import Scorer
 from condpretrain.scoring.cost import SharedModel
@@ -120,25 +113,20 @@ def calibrate_selection(experiment: Experiment, target_name: str, pool: ImageInd
 
 
 def _setting(base: SelectConfig, target: Target, config: PlanConfig, work: Path) -> _Setting:
-    """Train the cached models ``epochs`` epochs: enough for ``warmup + steps`` steps on
-    the (sampled) target, and enough epochs to time some past the warm-up, but no more
-    than the real models train."""
-    wanted = config.warmup_steps + config.steps
-    share = math.ceil(wanted / MIN_EPOCHS)
+    """Train the cached models on the target (sampled when large) by the calibration's
+    schedule (:func:`~condpretrain.plan.calibrate.calibration_schedule`): ``warmup +
+    steps`` steps or more over a few epochs, but no more epochs than the real models
+    train."""
     train = len(target.train)
+    plan = calibration_schedule(train, min(base.batch_size, train), False, config,
+                                max(base.target_epochs, base.dc_epochs))
     scale = 1.0
-    if steps_per_epoch(train, min(base.batch_size, train), False) > share:
-        keep = share * base.batch_size
-        scale = train / keep
-        target = _sampled(target, keep / train)
-    per_epoch = steps_per_epoch(len(target.train), min(base.batch_size, len(target.train)),
-                                False)
-    # no more epochs than the real models train (unless to reach MIN_EPOCHS)
-    real = max(base.target_epochs, base.dc_epochs)
-    epochs = max(MIN_EPOCHS, min(math.ceil(wanted / max(per_epoch, 1)), real))
-    select = dataclasses.replace(base, target_epochs=epochs, dc_epochs=epochs,
+    if plan.images < train:
+        scale = train / plan.images
+        target = _sampled(target, plan.images / train)
+    select = dataclasses.replace(base, target_epochs=plan.epochs, dc_epochs=plan.epochs,
                                  device=config.device, cache_dir=str(work / "select-cache"))
-    return _Setting(target, scale, epochs, select)
+    return _Setting(target, scale, plan.epochs, select)
 
 
 def _sampled(target: Target, share: float) -> Target:

@@ -87,7 +87,7 @@ def make_plan(sources: list[str] | str, target: str, out: str | Path,
         "cells": [cell_entry(cost) for cost in costs],
         "jobs": [_job_entry(job) for job in jobs.values()],
         "totals": {"once": once, "charged": charged},
-        "fits": _fits(costs),
+        "fits": fits_summary(costs),
     })
     log.info("plan: %d cells, %.4g device-hours (shared work once) -> %s", len(costs),
              once["total"], path)
@@ -169,7 +169,9 @@ def _rates_json(rates: Rates) -> dict[str, Any]:
     return data
 
 
-def _fits(costs: list[CellCost]) -> dict[str, Any] | None:
+def fits_summary(costs: list[CellCost]) -> dict[str, Any] | None:
+    """How many cells fit in the hours, and the device-hours they take; None when no
+    hours were given."""
     if not costs or costs[0].fits is None:
         return None
     fitting = [c for c in costs if c.fits]
@@ -177,4 +179,5 @@ def _fits(costs: list[CellCost]) -> dict[str, Any] | None:
             "device_hours": fitting[-1].cumulative if fitting else 0.0}
 
 
-__all__ = ["PlanResult", "make_plan", "experiment_config", "calibrate", "cell_entry"]
+__all__ = ["PlanResult", "make_plan", "experiment_config", "calibrate", "cell_entry",
+           "fits_summary"]

@@ -38,7 +38,6 @@ from condpretrain.train.finetune import resolve
 STAGES = ("select", "pretrain", "finetune")
 
 
-
 @dataclass(frozen=True)
 class Job:
     """One piece of work the grid does once: a scoring, a cached model's training, a

@@ -1,10 +1,10 @@
 """``OUT/plan.json``: what ``condpretrain plan`` predicted, as the report reads it back.
 
 One entry per cell, keyed like a row of ``results.csv`` (``target, mode, resolution,
-budget, method, seed``) and holding the device-hours its row will be charged, under the
-same names as the results columns (``select_device_hours``...), so predicted and
-measured compare column by column. This module only names and reads the file: it stays
-light, for the report.
+budget, method, seed``, as text: ``results.row_key`` reads a cell's key as a row's) and
+holding the device-hours its row will be charged, under the same names as the results
+columns (``select_device_hours``...), so predicted and measured compare column by column.
+This module only names and reads the file: it stays light, for the report.
 """
 
 from __future__ import annotations
@@ -14,18 +14,12 @@ from typing import Any
 
 from condpretrain import atomic
 from condpretrain.errors import CondPretrainError
-from condpretrain.experiment.results import KEY_COLUMNS
 
 PLAN_FILE = "plan.json"
 FORMAT = 1
 # stage -> the results.csv column (and plan.json cell field) of its device-hours
 STAGE_COLUMNS = {"select": "select_device_hours", "pretrain": "pretrain_device_hours",
                  "finetune": "finetune_device_hours"}
-
-
-def cell_key(entry: dict[str, Any]) -> tuple[str, ...]:
-    """A plan cell's key, as ``results.row_key`` gives a results row's."""
-    return tuple(str(entry.get(column, "")) for column in KEY_COLUMNS)
 
 
 def write_plan(path: str | Path, plan: dict[str, Any]) -> None:
@@ -49,4 +43,4 @@ def read_plan(path: str | Path) -> dict[str, Any] | None:
     return data
 
 
-__all__ = ["PLAN_FILE", "FORMAT", "STAGE_COLUMNS", "cell_key", "write_plan", "read_plan"]
+__all__ = ["PLAN_FILE", "FORMAT", "STAGE_COLUMNS", "write_plan", "read_plan"]

@@ -17,9 +17,10 @@ from typing import Any
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.results import Row, row_key, total_device_hours
 from condpretrain.log import get_logger
-from condpretrain.plan.record import PLAN_FILE, STAGE_COLUMNS, cell_key, read_plan
+from condpretrain.plan.record import PLAN_FILE, STAGE_COLUMNS, read_plan
 from condpretrain.report.html import Block, Heading, Paragraph
 from condpretrain.report.tables import Table, hours_text, number
+from condpretrain.scoring.cost import device_hours
 
 log = get_logger(__name__)
 
@@ -48,7 +49,7 @@ class Comparison:
 def comparisons(plan: dict[str, Any], rows: list[Row]) -> tuple[list[Comparison], list[Row]]:
     """Each stage of each row that has a plan cell, and the rows that have none. A stage
     neither predicted nor measured (a baseline's selection) is left out."""
-    cells = {cell_key(cell): cell for cell in plan["cells"]}
+    cells = {row_key(cell): cell for cell in plan["cells"]}
     found, unplanned = [], []
     for row in rows:
         cell = cells.get(row_key(row))
@@ -66,7 +67,7 @@ def comparisons(plan: dict[str, Any], rows: list[Row]) -> tuple[list[Comparison]
 def total_comparisons(plan: dict[str, Any], rows: list[Row]) -> list[Comparison]:
     """Per stage, the planned rows' device-hours with shared work counted once: the
     plan's jobs of those cells against ``results.total_device_hours`` of the rows."""
-    cells = {cell_key(cell): cell for cell in plan["cells"]}
+    cells = {row_key(cell): cell for cell in plan["cells"]}
     planned = [r for r in rows if row_key(r) in cells]
     if not planned:
         return []
@@ -76,7 +77,7 @@ def total_comparisons(plan: dict[str, Any], rows: list[Row]) -> list[Comparison]
     totals = []
     for stage in STAGE_COLUMNS:
         keys = {k for r in planned for k in cells[row_key(r)].get("jobs", {}).get(stage, [])}
-        predicted = sum(seconds.get(k, 0.0) for k in keys) * processes / 3600.0
+        predicted = device_hours(sum(seconds.get(k, 0.0) for k in keys), processes)
         if predicted or measured[stage]:
             totals.append(Comparison("all planned rows", stage, predicted, measured[stage]))
     return totals

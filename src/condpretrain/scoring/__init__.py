@@ -3,7 +3,7 @@
 Importing this package registers every built-in method (see :data:`SCORERS`).
 """
 
-from condpretrain.scoring import clustering, density_ratio, domain_classifier, entropy, knn, random  # noqa: F401  # noqa: F401
+from condpretrain.scoring import clustering, density_ratio, domain_classifier, entropy, knn, random  # noqa: F401
 from condpretrain.scoring.base import SCORERS, Scorer, create_scorer, register_scorer
 from condpretrain.scoring.context import ScoringContext
 

@@ -22,6 +22,7 @@ import torch
 from condpretrain.config import SelectConfig
 from condpretrain.data.sources import ImageIndex, Target
 from condpretrain.features import feature_extractor
+from condpretrain.features.embeddings import feature_dim
 from condpretrain.log import get_logger
 from condpretrain.scoring.base import SCORERS, map_images
 from condpretrain.scoring.knn import EmbeddingScorer
@@ -63,7 +64,7 @@ class _ClusteringScorer(EmbeddingScorer):
             super().fit(target, pool)  # the cached embeddings, then fit_embeddings
             return
         self.extractor = feature_extractor(target, self.context)
-        dim = self._feature_dim()
+        dim = feature_dim(self.extractor, self.context)
         features = map_images(target.train, self.context, self._embed, dim, "target features")
         self._fit_index(fit_centres(features, config.clusters, config.kmeans_iters, config.seed))
 
@@ -96,11 +97,6 @@ class _ClusteringScorer(EmbeddingScorer):
     def _distances(self, features: np.ndarray) -> np.ndarray:
         squared, _ = self.index.search(features, len(self.centres))  # (batch, K), never pool x K
         return np.sqrt(np.maximum(squared, 0.0))
-
-    def _feature_dim(self) -> int:
-        probe = next(self.extractor.parameters())
-        with torch.inference_mode():
-            return int(self.extractor(torch.zeros(1, 3, 32, 32, device=probe.device)).shape[1])
 
     @staticmethod
     def reduce(distances: np.ndarray) -> np.ndarray:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from condpretrain.data.sources import ImageIndex, Target
 from condpretrain.features.embeddings import normalise
 from condpretrain.log import get_logger
 from condpretrain.scoring.base import SCORERS
@@ -29,10 +28,6 @@ class DensityRatioScorer(EmbeddingScorer):
     summary = ("logistic regression target-vs-pool on embeddings (--features), class-balanced; "
                "score = log p/(1-p), the log density ratio up to a constant")
 
-    def fit(self, target: Target | None, pool: ImageIndex) -> None:
-        self.pool_size = len(pool)
-        super().fit(target, pool)
-
     def fit_embeddings(self, target: np.ndarray) -> None:
         config = self.context.config
         pool = self._pool_sample(config.density_pool_sample, config.seed)
@@ -48,8 +43,8 @@ class DensityRatioScorer(EmbeddingScorer):
 
     def _pool_sample(self, size: int, seed: int) -> np.ndarray:
         """At most ``size`` readable pool rows, a seeded draw (the pool may be huge)."""
+        pool_size = len(self.embeddings)
         rng = np.random.default_rng(seed)
-        chosen = np.sort(rng.choice(self.pool_size, size=min(size, self.pool_size),
-                                    replace=False))
+        chosen = np.sort(rng.choice(pool_size, size=min(size, pool_size), replace=False))
         rows = normalise(self.embeddings.rows(chosen))
         return rows[~np.isnan(rows).any(axis=1)]

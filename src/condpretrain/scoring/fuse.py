@@ -13,8 +13,9 @@ This module is the computation; :mod:`condpretrain.selection` reads the folders.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,13 +25,15 @@ from condpretrain.errors import CondPretrainError
 
 @dataclass
 class SavedScores:
-    """One finished selection: its folder, method, target, pool.csv and scores.npy."""
+    """One finished selection: its folder, method, target, pool.csv, scores.npy and
+    selection.json."""
 
     folder: Path
     method: str
     target: str | None
     pool: ImageIndex
     scores: np.ndarray
+    record: dict[str, Any] = field(default_factory=dict)
 
 
 def descending_ranks(scores: np.ndarray) -> np.ndarray:

@@ -67,7 +67,7 @@ class KnnScorer(EmbeddingScorer):
         self.k = min(self.context.config.knn_k, len(target))
         if self.k < self.context.config.knn_k:
             log.warning("only %d readable target images: knn uses k=%d", len(target), self.k)
-        self.index = _flat_inner_product(normalise(target), self.context.device.type == "cuda")
+        self.index = _flat_inner_product(target, self.context.device.type == "cuda")
         self.context.models_used["knn"] = {"k": self.k, "target_rows": len(target)}
 
     def score_embeddings(self, rows: np.ndarray) -> np.ndarray:
