@@ -44,18 +44,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except CondPretrainError as exc:
-        print(f"condpretrain {args.command}: error: {_printable(str(exc))}", file=sys.stderr)
+        _error_line(f"condpretrain {args.command}: error: {_printable(str(exc))}")
         return 2
     except OSError as exc:  # the machine's fault (disk full, read-only...), not a bug
         if exc.errno not in ENVIRONMENT_ERRNOS:
             raise
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"condpretrain {args.command}: error: {_printable(f'{exc.strerror}{where}')}",
-              file=sys.stderr)
+        _error_line(f"condpretrain {args.command}: error: {_printable(f'{exc.strerror}{where}')}")
         return 2
     except KeyboardInterrupt:
-        print(f"condpretrain {args.command}: interrupted", file=sys.stderr)
+        _error_line(f"condpretrain {args.command}: interrupted")
         return 130
+
+
+def _error_line(line: str) -> None:
+    """One write for the line and its newline: the ranks of a torchrun job share stderr,
+    and ``print``'s two writes let their lines interleave."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _printable(text: str) -> str:
