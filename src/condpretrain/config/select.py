@@ -89,9 +89,10 @@ class SelectConfig(Config):
     temperature: float = option(1.0, "--policy sample: scores are divided by it before "
                                 "drawing (lower: closer to top)", low=0, low_open=True,
                                 neutral=True)
+    # Grid: an experiment grid names each fusion's parts' folders itself.
     fuse_from: str | None = option(None, "--method fuse:A,B: the finished select folders "
                                    "holding the scores of A, B, ... (comma-separated)",
-                                   metavar="DIR[,DIR...]")
+                                   metavar="DIR[,DIR...]", grid=True)
     fuse_k: float = option(60.0, "--method fuse: the k of reciprocal-rank fusion, "
                            "score = sum over methods of 1 / (k + rank)", low=0)
     # Neutral: scores do not depend on it, only which images may be chosen from them.

@@ -11,6 +11,8 @@ One module per job, each importing only those before it:
   the report reads this module and nothing else of the experiment;
 * :mod:`.schema` - the experiment file (:class:`ExperimentConfig`) and its one validation;
 * :mod:`.grid` - the cells and the folder layout that lets cells share work;
+* :mod:`.selections` - scoring once, fusing, re-selecting every budget, and the charges;
+* :mod:`.steps` - the grid as cluster jobs, each after those it needs (:mod:`.launch`);
 * :mod:`.runner` - running the cells (:func:`run`), resumable.
 """
 

@@ -4,7 +4,8 @@ Work is shared where the result cannot differ, and the folder of an artefact is 
 by exactly what it depends on, so sharing is a matter of two cells naming one folder:
 
 * scoring runs once per (target, method, seed); every budget is a re-selection from
-  the saved scores, never a second scoring;
+  the saved scores, never a second scoring; a fusion ``fuse:A,B`` fuses the scores
+  of A and B from their folders (those of A's and B's own cells);
 * the target-trained model is cached once per target (``OUT/cache/TARGET``), so
   clustering and (inverse) active learning reuse it;
 * the entire-pool pre-training does not depend on the target: one run per
@@ -18,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from condpretrain.config.select import fused_methods
 from condpretrain.experiment.results import ENTIRE_POOL, RANDOM_INIT, budget_key, budget_label
 from condpretrain.experiment.schema import ExperimentConfig
 
@@ -70,6 +72,13 @@ def _cells_of(config: ExperimentConfig, target: str, mode: str, seed: int) -> li
     return found
 
 
+def method_folder(method: str) -> str:
+    """A method in a folder name: a fusion ``fuse:a,b`` is ``fuse-a+b``, because ':' and
+    ',' are not safe in paths (',' separates the folders of ``fuse_from``)."""
+    parts = fused_methods(method)
+    return "fuse-" + "+".join(parts) if parts else method
+
+
 def _percent_key(budget: float) -> str:
     """A budget in a folder name: 0.06 -> '6' (as in ``b6``)."""
     return budget_key(budget * 100)
@@ -86,24 +95,25 @@ class Layout:
         return self.out / "cache" / target
 
     def scores_dir(self, target: str, method: str, seed: int) -> Path:
-        return self.out / "select" / target / method / f"seed{seed}" / "scores"
+        return self.out / "select" / target / method_folder(method) / f"seed{seed}" / "scores"
 
     def subset_dir(self, target: str, method: str, budget: float, seed: int) -> Path:
-        return self.out / "select" / target / method / f"seed{seed}" / f"b{_percent_key(budget)}"
+        return self.out / "select" / target / method_folder(method) / f"seed{seed}" / \
+            f"b{_percent_key(budget)}"
 
     def pretrain_dir(self, cell: Cell) -> Path:
         group = self.out / "pretrain" / f"{cell.mode}-{cell.resolution}"
         if cell.method == ENTIRE_POOL:
             return group / ENTIRE_POOL / f"seed{cell.seed}"
-        return group / cell.target / f"{cell.method}-b{_percent_key(cell.budget)}" / \
-            f"seed{cell.seed}"
+        return group / cell.target / f"{method_folder(cell.method)}-b{_percent_key(cell.budget)}" \
+            / f"seed{cell.seed}"
 
     def finetune_dir(self, cell: Cell) -> Path:
         where = self.out / "finetune" / cell.target
         if cell.method == RANDOM_INIT:
             return where / cell.mode / RANDOM_INIT / f"seed{cell.seed}"
         name = cell.method if cell.method == ENTIRE_POOL else \
-            f"{cell.method}-b{_percent_key(cell.budget)}"
+            f"{method_folder(cell.method)}-b{_percent_key(cell.budget)}"
         return where / f"{cell.mode}-{cell.resolution}" / name / f"seed{cell.seed}"
 
     def relative(self, path: Path) -> str:
@@ -132,4 +142,5 @@ def run_finished(run_dir: Path, *needed: str) -> bool:
     return all((run_dir / name).is_file() for name in ("result.json", "run.json", *needed))
 
 
-__all__ = ["Cell", "cells", "Layout", "selection_done", "run_started", "run_finished"]
+__all__ = ["Cell", "cells", "Layout", "method_folder", "selection_done", "run_started",
+           "run_finished"]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from condpretrain import atomic
+from condpretrain.config.select import fused_methods
 from condpretrain.errors import CondPretrainError
 from condpretrain.registry import SCORERS
 
@@ -49,7 +50,11 @@ Row = dict[str, str]
 
 
 def method_label(method: str) -> str:
-    """How tables and figures show a ``method`` value: a baseline's or the scorer's label."""
+    """How tables and figures show a ``method`` value: a baseline's or the scorer's
+    label; a fusion ``fuse:a,b`` as ``Fuse (A + B)``, its parts' labels."""
+    parts = fused_methods(method)
+    if parts:
+        return f"Fuse ({' + '.join(method_label(part) for part in parts)})"
     return BASELINE_LABELS.get(method) or SCORERS.label(method)
 
 

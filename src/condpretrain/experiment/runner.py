@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,16 +27,9 @@ from condpretrain.config import (
     build_config,
     options,
 )
-from condpretrain.dist import is_main_process
 from condpretrain.errors import CondPretrainError
-from condpretrain.experiment.grid import (
-    Cell,
-    Layout,
-    cells,
-    run_finished,
-    run_started,
-    selection_done,
-)
+from condpretrain.experiment import selections
+from condpretrain.experiment.grid import Cell, Layout, cells, run_finished, run_started
 from condpretrain.experiment.results import (
     BASELINES,
     ENTIRE_POOL,
@@ -51,10 +44,16 @@ from condpretrain.experiment.results import (
     write_results,
 )
 from condpretrain.experiment.schema import ExperimentConfig, load_experiment, section_values
+from condpretrain.experiment.selections import (
+    CellSelection,
+    ScoringCharge,
+    read_object,
+    scoring_charge,
+    selection_seconds,
+)
 from condpretrain.experiment.steps import FINETUNE, PRETRAIN, SELECT, Step
 from condpretrain.log import get_logger, progress_bar
 from condpretrain.registry import PRETRAIN_METHODS
-from condpretrain.scoring.cost import device_hours
 from condpretrain.selection import reselect, select
 from condpretrain.train.finetune import finetune
 from condpretrain.train.pretrain import pretrain
@@ -119,12 +118,14 @@ class Experiment:
     # grid sets.
     def select_config(self, target: str, method: str, seed: int) -> SelectConfig:
         # Selection is mode-free; the scores serve every budget, so the smallest is asked
-        # for (each budget then re-selects from the saved scores).
+        # for (each budget then re-selects from the saved scores). A fusion reads its
+        # parts' scores from the grid's folders.
         return build_config(SelectConfig, self.config.preset,
                             **{**section_values(self.config, "select", target=target),
                                "method": method, "seed": seed,
                                "fraction": min(self.config.budgets),
-                               "cache_dir": str(self.layout.cache_dir(target))})
+                               "cache_dir": str(self.layout.cache_dir(target)),
+                               "fuse_from": selections.fuse_from(self, target, method, seed)})
 
     def pretrain_config(self, cell: Cell) -> PretrainConfig:
         return build_config(PretrainConfig, self.config.preset,
@@ -199,7 +200,7 @@ class Experiment:
         is done): the calls of :meth:`run_cell`, each holding its run folder's lock."""
         cell = step.cell
         if step.kind == SELECT:
-            self._select_step(step)
+            selections.select_step(self, cell.target, step.method, cell.seed, step.budgets)
         elif step.kind == PRETRAIN:
             subset = None if cell.method == ENTIRE_POOL else self.layout.subset_dir(
                 cell.target, cell.method, cell.budget, cell.seed) / "subset.csv"
@@ -210,16 +211,6 @@ class Experiment:
             self.finetuned(cell, self.finetune_config(cell, init))
         else:  # collect: the local runner, reading what the other steps made
             Experiment(self.config, self.out, Steps.refusing()).run()
-
-    def _select_step(self, step: Step) -> None:
-        cell = step.cell
-        scores = self.layout.scores_dir(cell.target, cell.method, cell.seed)
-        if not selection_done(scores):  # every process of a distributed job scores
-            self.steps.select(self.config.pool, self.config.target_path(cell.target), scores,
-                              self.select_config(cell.target, cell.method, cell.seed))
-        if is_main_process():  # re-selections read the saved scores: one process
-            for budget in step.budgets:
-                self.selection(cell.target, cell.method, budget, cell.seed)
 
     def run_cell(self, cell: Cell) -> Row:
         row: dict[str, Any] = dict(zip(KEY_COLUMNS, cell.key, strict=True))
@@ -237,11 +228,11 @@ class Experiment:
 
     def _select_into(self, row: dict[str, Any], cell: Cell) -> Path:
         sel = self.selection(cell.target, cell.method, cell.budget, cell.seed)
-        row.update(selected=sel["selected"], pool_size=sel["pool_size"],
-                   select_seconds=sel["seconds"], select_device_hours=sel["device_hours"],
-                   select_shared=json.dumps(sel["shared"], sort_keys=True),
-                   select_dir=self.layout.relative(sel["dir"]))
-        return sel["subset_csv"]
+        row.update(selected=sel.selected, pool_size=sel.pool_size,
+                   select_seconds=sel.seconds, select_device_hours=sel.device_hours,
+                   select_shared=json.dumps(sel.shared, sort_keys=True),
+                   select_dir=self.layout.relative(sel.dir))
+        return sel.subset_csv
 
     def _pretrain_into(self, row: dict[str, Any], cell: Cell, subset: Path | None) -> Path:
         cost, run_dir = self.pretrained(cell, subset)
@@ -262,36 +253,10 @@ class Experiment:
                    finetune_dir=self.layout.relative(run_dir),
                    finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
 
-    def selection(self, target: str, method: str, budget: float, seed: int) -> dict[str, Any]:
-        """Score once per (target, method, seed); every budget re-selects from the scores.
-
-        Every budget is charged the whole scoring, cached models included (the paper's
-        cost column); ``shared`` names that work, so that totals count it once."""
-        scores = self.layout.scores_dir(target, method, seed)
-        key = self.layout.relative(scores)
-        charge = scoring_charge(scores, key) if selection_done(scores) else None
-        if charge is None:
-            started = time.perf_counter()
-            result = self.steps.select(self.config.pool, self.config.target_path(target), scores,
-                                       self.select_config(target, method, seed))
-            charge = scoring_charge(scores, key, measured=_seconds(result, started))
-        out = self.layout.subset_dir(target, method, budget, seed)
-        if not selection_done(out):
-            started = time.perf_counter()
-            result = self.steps.reselect(scores, out, fraction=budget)
-            reselect_seconds = _seconds(result, started)
-        else:
-            # A re-selection's timings repeat the scoring's; only its own stage is new.
-            timings = _json_object(out / "selection.json").get("timings", {})
-            reselect_seconds = float(timings.get("reselect", 0.0))
-        info = _json_object(out / "selection.json")
-        return {"dir": out, "subset_csv": out / "subset.csv",
-                "selected": info.get("selected", _count_rows(out / "subset.csv")),
-                "pool_size": info.get("pool_size", ""),
-                "seconds": charge.seconds + reselect_seconds,
-                # a re-selection runs in one process
-                "device_hours": charge.device_hours + device_hours(reselect_seconds, 1),
-                "shared": charge.shared}
+    def selection(self, target: str, method: str, budget: float, seed: int) -> CellSelection:
+        """Score once per (target, method, seed); every budget re-selects from the scores
+        (see :mod:`.selections`)."""
+        return selections.cell_selection(self, target, method, budget, seed)
 
     def pretrained(self, cell: Cell, subset: Path | None) -> tuple[dict[str, Any], Path]:
         run_dir = self.layout.pretrain_dir(cell)
@@ -299,7 +264,7 @@ class Experiment:
             self.steps.pretrain(self.config.pool, run_dir, self.pretrain_config(cell),
                                 subset=str(subset) if subset else None,
                                 resume=run_started(run_dir))
-        return _json_object(run_dir / "run.json"), run_dir
+        return read_object(run_dir / "run.json"), run_dir
 
     def finetuned(self, cell: Cell, config: FinetuneConfig
                   ) -> tuple[dict[str, Any], dict[str, Any], Path]:
@@ -307,7 +272,7 @@ class Experiment:
         if not run_finished(run_dir):
             self.steps.finetune(self.config.target_path(cell.target), run_dir, config,
                                 resume=run_started(run_dir))
-        return (_json_object(run_dir / "result.json"), _json_object(run_dir / "run.json"),
+        return (read_object(run_dir / "result.json"), read_object(run_dir / "run.json"),
                 run_dir)
 
 
@@ -317,82 +282,6 @@ def run(experiment: ExperimentConfig | str | Path, out: str | Path,
     if not isinstance(experiment, ExperimentConfig):
         experiment = load_experiment(experiment)
     return Experiment(experiment, out, steps).run()
-
-
-# --------------------------------------------------------------------------- artefacts
-
-
-@dataclass
-class ScoringCharge:
-    """What a (target, method, seed)'s scoring charges each of its budgets."""
-
-    seconds: float
-    device_hours: float
-    # the parts of it other cells share, by key: the scoring itself (every budget) and
-    # each cached model it used (other methods); a total counts each key once
-    shared: dict[str, float]
-
-
-def scoring_charge(sel_dir: Path, key: str, measured: float | None = None
-                   ) -> ScoringCharge | None:
-    """A saved scoring's charge, from its ``selection.json``: its ``cost`` block, else (a
-    selection written before costs were recorded) its timings x processes."""
-    info = _json_object(sel_dir / "selection.json")
-    cost = info.get("cost")
-    if isinstance(cost, dict) and _is_number(cost.get("seconds")):
-        shared = {m["key"]: float(m["device_hours"]) for m in cost.get("shared", [])
-                  if isinstance(m, dict) and _is_number(m.get("device_hours"))}
-        return ScoringCharge(float(cost["seconds"]), float(cost["device_hours"]),
-                             {key: float(cost.get("own_device_hours", 0.0)), **shared})
-    seconds = selection_seconds(sel_dir)
-    seconds = measured if seconds is None else seconds
-    if seconds is None:
-        return None
-    hours = device_hours(seconds, int(info.get("processes", 1)))
-    return ScoringCharge(seconds, hours, {key: hours})
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def selection_seconds(sel_dir: Path) -> float | None:
-    """Seconds a saved selection took, from its ``selection.json`` timings."""
-    timings = _json_object(sel_dir / "selection.json").get("timings")
-    if not isinstance(timings, dict):
-        return None
-    if isinstance(timings.get("total"), (int, float)):
-        return float(timings["total"])
-    return float(sum(_walk_numbers(timings)))
-
-
-def _walk_numbers(obj: Any) -> Iterator[float]:
-    if isinstance(obj, bool):
-        return
-    if isinstance(obj, (int, float)):
-        yield float(obj)
-    elif isinstance(obj, dict):
-        for value in obj.values():
-            yield from _walk_numbers(value)
-
-
-def _json_object(path: Path) -> dict[str, Any]:
-    """A run's JSON file, or nothing: a missing figure leaves its column empty."""
-    data = atomic.read_json(path, default=None)
-    return data if isinstance(data, dict) else {}
-
-
-def _seconds(result: Any, started: float) -> float:
-    seconds = getattr(result, "seconds", None)
-    return float(seconds) if isinstance(seconds, (int, float)) else time.perf_counter() - started
-
-
-def _count_rows(path: Path) -> int | str:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return max(sum(1 for _ in handle) - 1, 0)
-    except OSError:
-        return ""
 
 
 __all__ = ["Steps", "Experiment", "ExperimentResult", "run", "SETTINGS_FILE",

@@ -38,6 +38,7 @@ from condpretrain.config import (
 )
 from condpretrain.config.common import parse_fractions
 from condpretrain.config.options import Option, option, option_map, parse_mapping
+from condpretrain.config.select import method_choices, parse_method
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.results import BASELINES
 from condpretrain.experiment.slurm_schema import parse_slurm
@@ -117,6 +118,15 @@ def _text(value: Any, key: str) -> str:
     return str(value)
 
 
+def _methods(value: Any) -> list[Any]:
+    """Each method as ``select --method`` reads it, so ``fuse:A, B`` is ``fuse:A,B`` once
+    its parts are checked (the error names the key, not the flag)."""
+    try:
+        return [parse_method(method) for method in _one_or_many(value)]
+    except CondPretrainError as exc:
+        raise CondPretrainError(f"methods: {str(exc).removeprefix('--method ')}") from None
+
+
 def _default_mode() -> list[str]:
     """The ``pretrain`` command's own default mode."""
     return [option_map(PretrainConfig)["mode"].default]
@@ -147,8 +157,10 @@ class ExperimentConfig:
     name: str = option("experiment", "shown in the report's title", neutral=True)
     preset: str = option("paper", "preset of every command's options", choices=PRESET_NAMES)
     methods: list[str] = option(default_factory=_paper_methods,
-                                help="selection methods (default: the paper's)",
-                                choices=SCORERS.choices(), **_AXIS)
+                                help="selection methods (default: the paper's), or "
+                                "fuse:A,B,...: reciprocal-rank fusion of methods A, B (each "
+                                "scored once, shared with its own cells)",
+                                choices=method_choices, parse=_methods, **_AXIS)
     budgets: list[float] = option(
         default_factory=lambda: [0.06, 0.12], help="shares of the pool to select, e.g. 0.06 "
         "or '6%' (0 % and 100 % are the baselines)", low=0, high=1, low_open=True,

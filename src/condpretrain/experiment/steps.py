@@ -7,7 +7,9 @@ cells share is one step, run once:
   budget from its scores. Re-selecting takes seconds: one job per budget would only add
   queue waits. The scorings of one target run one after another, in the order the local
   runner runs them, because they share ``OUT/cache/TARGET`` (the target-trained model,
-  the pool's features): scoring two methods at once would train those twice;
+  the pool's features): scoring two methods at once would train those twice. A fusion's
+  step waits for its parts' scorings (a part the grid has no cells of is a step too,
+  with no budget of its own) and, reading no cache, is outside that chain;
 * ``pretrain`` - one run folder, after the selection it reads; the entire-pool run
   serves every target and waits for nothing;
 * ``finetune`` - one cell, after the pre-training it starts from;
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from condpretrain.config.select import fused_methods
 from condpretrain.experiment.grid import (
     Cell,
     Layout,
@@ -50,12 +53,14 @@ COLLECT_MINUTES = 60
 @dataclass(frozen=True)
 class Step:
     """One job's work: ``folder`` (relative to OUT) is what it makes, ``cells`` the rows
-    it serves (in grid order), ``needs`` the ids of the steps it waits for."""
+    it serves (in grid order; a scoring also serves the fusions of it), ``needs`` the ids
+    of the steps it waits for, ``method`` what a select step scores."""
 
     kind: str
     folder: str
     cells: tuple[Cell, ...]
     needs: tuple[str, ...] = ()
+    method: str = ""
 
     @property
     def id(self) -> str:
@@ -68,7 +73,8 @@ class Step:
 
     @property
     def budgets(self) -> list[float]:
-        return sorted({cell.budget for cell in self.cells})
+        """The budgets a select step re-selects: those of its own method's cells."""
+        return sorted({cell.budget for cell in self.cells if cell.method == self.method})
 
 
 @dataclass
@@ -77,6 +83,7 @@ class _Draft:
     folder: str
     cells: list[Cell] = dataclasses.field(default_factory=list)
     needs: list[str] = dataclasses.field(default_factory=list)
+    method: str = ""
 
 
 def step_graph(layout: Layout, grid: Sequence[Cell]) -> dict[str, Step]:
@@ -84,22 +91,29 @@ def step_graph(layout: Layout, grid: Sequence[Cell]) -> dict[str, Step]:
     drafts: dict[str, _Draft] = {}
     scorings: dict[str, list[str]] = {}  # target -> its select steps, in grid order
 
-    def add(kind: str, folder: Path, cell: Cell, *needs: str) -> str:
+    def add(kind: str, folder: Path, cell: Cell, *needs: str, method: str = "") -> str:
         relative = layout.relative(folder)
         key = f"{kind}:{relative}"
         if key not in drafts:
-            drafts[key] = _Draft(kind, relative)
-            if kind == SELECT:
+            drafts[key] = _Draft(kind, relative, method=method)
+            if kind == SELECT and not fused_methods(method):  # a fusion reads no cache
                 scorings.setdefault(cell.target, []).append(key)
         drafts[key].cells.append(cell)
         drafts[key].needs += [n for n in needs if n not in drafts[key].needs]
         return key
 
+    def scoring(cell: Cell, method: str) -> str:
+        """The select step of ``method`` for ``cell``'s target and seed; a fusion's
+        after its parts'."""
+        parts = [scoring(cell, part) for part in fused_methods(method) or []]
+        return add(SELECT, layout.scores_dir(cell.target, method, cell.seed), cell, *parts,
+                   method=method)
+
     finetunes = []
     for cell in grid:
         needs: tuple[str, ...] = ()
         if cell.method not in BASELINES:
-            needs = (add(SELECT, layout.scores_dir(cell.target, cell.method, cell.seed), cell),)
+            needs = (scoring(cell, cell.method),)
         if cell.method != RANDOM_INIT:
             needs = (add(PRETRAIN, layout.pretrain_dir(cell), cell, *needs),)
         finetunes.append(add(FINETUNE, layout.finetune_dir(cell), cell, *needs))
@@ -110,7 +124,8 @@ def step_graph(layout: Layout, grid: Sequence[Cell]) -> dict[str, Step]:
         drafts[COLLECT] = _Draft(COLLECT, "", list(grid), finetunes)
     order = {SELECT: 0, PRETRAIN: 1, FINETUNE: 2, COLLECT: 3}
     ranked = sorted(drafts.items(), key=lambda item: order[item[1].kind])  # stable
-    return {key: Step(d.kind, d.folder, tuple(d.cells), tuple(d.needs)) for key, d in ranked}
+    return {key: Step(d.kind, d.folder, tuple(d.cells), tuple(d.needs), d.method)
+            for key, d in ranked}
 
 
 def finished(step: Step, layout: Layout, done: set[tuple[str, ...]]) -> bool:
@@ -122,7 +137,7 @@ def finished(step: Step, layout: Layout, done: set[tuple[str, ...]]) -> bool:
     if step.kind == SELECT:
         cell = step.cell
         return selection_done(folder) and all(
-            selection_done(layout.subset_dir(cell.target, cell.method, budget, cell.seed))
+            selection_done(layout.subset_dir(cell.target, step.method, budget, cell.seed))
             for budget in step.budgets)
     if step.kind == PRETRAIN:
         return run_finished(folder, "backbone.pt")
