@@ -15,20 +15,22 @@ and three targets whose related pool part is known by construction:
   shapes-outline      dark shape outlines on white, another style      -> related: shapes
   flower-closeups     tight, colour-jittered crops of flower.jpg only  -> related: photos
 
-For every target it runs ``select`` with every registered method (the paper's and the new
-embedding ones, on ``--features target``) at the smaller budget, re-draws the larger one
-from the saved scores, and fuses domain-classifier + clustering-min + knn by reciprocal
-rank (one method of each family: a pool-vs-target classifier, target-feature clusters and
-target-embedding neighbours; what a user unsure of the target would default to). It prints
-the share (%) of each budget drawn from the related part, the seconds each selection is
-charged (its own time plus the cached models and embeddings it used, so the order the
-methods run in does not matter), and whether the two goals hold, computed:
+For every target it runs ``select`` with every registered method at the smaller budget
+(the paper's; the embedding ones, knn and density-ratio, once per ``--features`` source:
+by default the ``classic`` descriptor and the target-trained model), re-draws the larger
+budget from the saved scores, and fuses knn + density-ratio on the first features by
+reciprocal rank (the same fusion for every target: what a user unsure of the target
+would default to). It prints the share (%) of each budget drawn from the related part,
+the seconds each selection is charged (its own time plus the cached models and
+embeddings it used, so the order the methods run in does not matter), and whether the
+two goals hold, computed for every target and every data seed (the whole data set is
+drawn anew per seed; the table shows the median and range over seeds):
 
   1. the best new method beats the best paper method on every target (and budget);
   2. fuse is within --fuse-tolerance points of the best single method on every target.
 
 Nothing is tuned to the bench: every method runs with the chosen preset's settings.
-CPU defaults (quick preset, ~1,200 pool images) take a few minutes on 2 cores. Larger,
+CPU defaults (quick preset, ~1,200 pool images, three data seeds) take ~10 minutes on 2 cores. Larger,
 e.g. on a GPU machine:
     python bench/selection_quality.py --device cuda --preset small --pool-images 12000 \
         --target-per-class 100 --image-size 32
@@ -39,7 +41,9 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
+import statistics
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +69,9 @@ TEXTURE_MAPS = ("viridis", "magma", "terrain", "ocean", "coolwarm", "twilight",
                 "cubehelix", "gist_earth")
 OUTLINES = {"circle": 0, "triangle": 3, "square": 4, "diamond": 4, "hexagon": 6, "star": 10}
 FLOWER_GRID = (3, 3)
-FUSED = ("domain-classifier", "clustering-min", "knn")
+# The fusion: both embedding scorers on the first --features (neighbours of the target and
+# a target-vs-pool classifier), the same for every target.
+FUSED = ("knn", "density-ratio")
 RELATED = {"digits-handwritten": "digits", "shapes-outline": "shapes",
            "flower-closeups": "photos"}
 
@@ -140,26 +146,27 @@ def write_images(folder: Path, classes: list[str], per_class: int, draw: Draw, s
             draw(cls, size, rng).save(folder / cls / f"{i:04d}.png")
 
 
-def make_data(data: Path, pool_images: int, per_class: int, size: int) -> tuple[
+def make_data(data: Path, pool_images: int, per_class: int, size: int, seed: int) -> tuple[
         dict[str, Path], dict[str, Path]]:
-    """Write (or reuse, when made with the same settings) the pool and the targets."""
+    """Write (or reuse, when made with the same settings) the pool and the targets; ``seed``
+    draws every image (another seed: other crops, glyph placements, digit scans...)."""
     pool_dirs = {kind: data / "pool" / kind for kind in POOL_SHARES}
     target_dirs = {name: data / "targets" / name for name in RELATED}
     stamp = data / "made.json"
-    settings = {"pool_images": pool_images, "per_class": per_class, "size": size}
+    settings = {"pool_images": pool_images, "per_class": per_class, "size": size, "seed": seed}
     if atomic.read_json(stamp, default=None) == settings:
         return pool_dirs, target_dirs
     shutil.rmtree(data, ignore_errors=True)  # only ever what this function wrote
     for k, (kind, (classes, draw)) in enumerate(pool_draws().items()):
         count = max(1, round(pool_images * POOL_SHARES[kind] / len(classes)))
-        write_images(pool_dirs[kind], classes, count, draw, size, [0, k])
-    write_digits_target(target_dirs["digits-handwritten"], per_class, 0, size, seed=0)
+        write_images(pool_dirs[kind], classes, count, draw, size, [seed, k])
+    write_digits_target(target_dirs["digits-handwritten"], per_class, 0, size, seed=seed)
     shutil.rmtree(target_dirs["digits-handwritten"] / "test", ignore_errors=True)
     write_images(target_dirs["shapes-outline"] / "train", list(OUTLINES), per_class,
-                 lambda cls, s, rng: render_outline(cls, s, rng), size, [1])
+                 lambda cls, s, rng: render_outline(cls, s, rng), size, [1, seed])
     regions = [f"region-{r}{c}" for r in range(FLOWER_GRID[0]) for c in range(FLOWER_GRID[1])]
     write_images(target_dirs["flower-closeups"] / "train", regions, per_class,
-                 render_closeup, size, [2])
+                 render_closeup, size, [2, seed])
     atomic.write_json(stamp, settings)  # last: a half-made data folder is never reused
     return pool_dirs, target_dirs
 
@@ -188,27 +195,37 @@ def charged_seconds(selection: Path) -> float:
 def run_target(sources: list[str], target: Path, runs: Path, related: str,
                methods: list[str], budgets: tuple[float, float],
                settings: dict[str, object]) -> list[Outcome]:
-    """Every method, then the fusion, on one target; both budgets each."""
+    """Every method, then the fusion, on one target; both budgets each. An embedding
+    method runs once per --features source, named METHOD@SOURCE."""
     small, large = budgets
+    features = list(settings["features"])  # type: ignore[call-overload]
+    runs_of: list[tuple[str, str, dict[str, object]]] = []
+    for method in methods:
+        if method in settings["embedding"]:  # type: ignore[operator]
+            runs_of += [(f"{method}@{f}", method, {"features": f}) for f in features]
+        else:
+            runs_of.append((method, method, {}))
+    fused = [f"{m}@{features[0]}" for m in FUSED]
+    runs_of.append(("fuse:" + ",".join(fused), "fuse:" + ",".join(FUSED),
+                    {"fuse_from": ",".join(str(runs / folder_name(m)) for m in fused)}))
     outcomes = []
-    for method in [*methods, "fuse:" + ",".join(FUSED)]:
-        folder = runs / method.replace(":", "-").replace(",", "+")
-        extra: dict[str, object] = {}
-        if method.startswith("fuse:"):
-            extra["fuse_from"] = ",".join(str(runs / m) for m in FUSED)
-        elif method in ("knn", "density-ratio"):
-            extra["features"] = settings["features"]
+    for shown, method, extra in runs_of:
+        folder = runs / folder_name(shown)
         config = cp.build_config(cp.SelectConfig, str(settings["preset"]), method=method,
                                  fraction=small, device=settings["device"],
                                  seed=settings["seed"], cache_dir=str(runs / "cache"),
                                  **extra)
         cp.select(sources, str(target), folder, config)
         cp.reselect(folder, folder.with_name(folder.name + "@large"), fraction=large)
-        outcomes.append(Outcome(method, {
+        outcomes.append(Outcome(shown, {
             small: related_share(folder, related),
             large: related_share(folder.with_name(folder.name + "@large"), related)},
             charged_seconds(folder)))
     return outcomes
+
+
+def folder_name(shown: str) -> str:
+    return shown.replace(":", "-").replace(",", "+").replace("@", "_")
 
 
 # --- goals -----------------------------------------------------------------------------
@@ -258,6 +275,67 @@ def verdict_line(goal: str, failed: list[str]) -> str:
 
 # --- main ------------------------------------------------------------------------------
 
+@dataclass
+class SeedRun:
+    """One data seed: every outcome per target, and where each goal failed."""
+
+    outcomes: dict[str, list[Outcome]]
+    summary: list[list[object]]
+    goal1_failed: list[str]
+    goal2_failed: list[str]
+
+
+def run_seed(args: argparse.Namespace, data_seed: int, features: list[str],
+             budgets: tuple[float, float]) -> SeedRun:
+    out = Path(args.out) / f"seed{data_seed}"
+    pool_dirs, target_dirs = make_data(out / "data", args.pool_images, args.target_per_class,
+                                       args.image_size, data_seed)
+    sources = [f"{kind}={path}" for kind, path in pool_dirs.items()]
+    counts = {kind: sum(1 for _ in path.rglob("*.png")) for kind, path in pool_dirs.items()}
+    pool_size = sum(counts.values())
+    paper = SCORERS.names(having="in_paper")
+    embedding = [m for m in SCORERS.names() if m not in paper]
+    new = [f"{m}@{f}" for m in embedding for f in features]
+    # Fresh runs every time: reused cached models would make the seconds meaningless.
+    shutil.rmtree(out / "runs", ignore_errors=True)
+    settings = {"preset": args.preset, "device": args.device, "seed": args.seed,
+                "features": features, "embedding": embedding}
+    run = SeedRun({}, [], [], [])
+    for target, related in RELATED.items():
+        outcomes = run_target(sources, target_dirs[target], out / "runs" / target, related,
+                              [*paper, *embedding], budgets, settings)
+        ceilings = {b: ceiling(counts[related], pool_size, b) for b in budgets}
+        outcomes.append(Outcome("(ceiling)", ceilings, 0.0))
+        run.outcomes[target] = outcomes
+        goal, failed1, failed2 = goal_rows(target, outcomes, paper, new, budgets, ceilings,
+                                           args.fuse_tolerance)
+        run.summary += [[data_seed, *row] for row in goal]
+        run.goal1_failed += [f"{f} (seed {data_seed})" for f in failed1]
+        run.goal2_failed += [f"{f} (seed {data_seed})" for f in failed2]
+    return run
+
+
+def median_rows(runs: list[SeedRun], budgets: tuple[float, float]) -> list[list[object]]:
+    """Per target and method: the median share of each budget over the data seeds (and
+    its range), and the median seconds charged."""
+    paper = set(SCORERS.names(having="in_paper"))
+    rows = []
+    for target, first in runs[0].outcomes.items():
+        for k, outcome in enumerate(first):
+            same = [run.outcomes[target][k] for run in runs]
+            kind = "paper" if outcome.method in paper else "" if outcome.method == "(ceiling)" \
+                else "fuse" if outcome.method.startswith("fuse:") else "new"
+            cells = []
+            for b in budgets:
+                shares = [o.shares[b] for o in same]
+                spread = f" ({min(shares):.1f}-{max(shares):.1f})" if len(shares) > 1 else ""
+                cells.append(f"{statistics.median(shares):.1f}{spread}")
+            seconds = statistics.median(o.seconds for o in same)
+            rows.append([target, outcome.method, kind, *cells,
+                         round(seconds, 1) if kind else ""])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="/tmp/condpretrain-selq")
@@ -270,61 +348,48 @@ def main() -> None:
     parser.add_argument("--budgets", default="0.06,0.12", help="two fractions, small first")
     parser.add_argument("--fuse-tolerance", type=float, default=5.0,
                         help="goal 2: points fuse may trail the best single method by")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--features", default="target",
-                        help="features of the embedding methods (knn, density-ratio): target, "
-                             "moco:target, checkpoint:CKPT, timm:NAME[@WEIGHTS], npy:PATH")
+    parser.add_argument("--seed", type=int, default=0, help="the selections' --seed")
+    parser.add_argument("--data-seeds", default="0,1,2",
+                        help="comma-separated: the bench's data is drawn once per seed and "
+                             "every goal is checked on each")
+    parser.add_argument("--features", default="classic,target",
+                        help="features of the embedding methods (knn, density-ratio), "
+                             "comma-separated, each run separately; fuse reads the first: "
+                             "classic, target, moco:target, checkpoint:CKPT, "
+                             "timm:NAME[@WEIGHTS], npy:PATH")
     args = parser.parse_args()
     budgets = tuple(float(b) for b in args.budgets.split(","))
     if len(budgets) != 2 or not 0 < budgets[0] < budgets[1] <= 1:
         parser.error("--budgets: two fractions in (0, 1], small first, e.g. 0.06,0.12")
+    features = [f for f in args.features.split(",") if f]
+    seeds = [int(s) for s in args.data_seeds.split(",") if s]
+    if not features or not seeds:
+        parser.error("--features and --data-seeds need at least one value each")
 
-    out = Path(args.out)
-    pool_dirs, target_dirs = make_data(out / "data", args.pool_images, args.target_per_class,
-                                       args.image_size)
-    sources = [f"{kind}={path}" for kind, path in pool_dirs.items()]
-    counts = {kind: sum(1 for _ in path.rglob("*.png")) for kind, path in pool_dirs.items()}
-    pool_size = sum(counts.values())
-    paper = SCORERS.names(having="in_paper")
-    new = [m for m in SCORERS.names() if m not in paper]
-    # Fresh runs every time: reused cached models would make the seconds meaningless.
-    shutil.rmtree(out / "runs", ignore_errors=True)
-    settings = {"preset": args.preset, "device": args.device, "seed": args.seed,
-                "features": args.features}
-
-    rows, summary, goal1_failed, goal2_failed = [], [], [], []
-    for target, related in RELATED.items():
-        outcomes = run_target(sources, target_dirs[target], out / "runs" / target, related,
-                              [*paper, *new], budgets, settings)
-        ceilings = {b: ceiling(counts[related], pool_size, b) for b in budgets}
-        for o in outcomes:
-            kind = "paper" if o.method in paper else "fuse" if o.method.startswith("fuse:") \
-                else "new"
-            rows.append([target, o.method, kind, *(f"{o.shares[b]:.1f}" for b in budgets),
-                         round(o.seconds, 1)])
-        rows.append([target, "(ceiling)", "", *(f"{ceilings[b]:.1f}" for b in budgets), ""])
-        goal, failed1, failed2 = goal_rows(target, outcomes, paper, new, budgets, ceilings,
-                                           args.fuse_tolerance)
-        summary += goal
-        goal1_failed += failed1
-        goal2_failed += failed2
-
+    started = time.perf_counter()
+    runs = [run_seed(args, seed, features, budgets) for seed in seeds]
     small, large = (f"{b:.0%}" for b in budgets)
-    print(f"\npool: {pool_size} images of {args.image_size} px "
-          f"({', '.join(f'{k} {v}' for k, v in counts.items())}); preset {args.preset}; "
-          f"device {args.device}; embedding features {args.features}; "
-          f"fuse = {'+'.join(FUSED)} (reciprocal rank)")
-    print_table("Share of the budget drawn from the target's related pool part (%); "
-                "seconds charged (own + cached models used; fuse: sum of its parts)",
-                ["target", "method", "kind", small, large, "seconds"], rows)
-    print_table("Per target: best paper method, best new method, fuse (share %)",
-                ["target", "budget", "ceiling", "best paper", "best new", "new vs paper",
-                 "fuse", "best single", "best - fuse"], summary)
+    print(f"\npool: {args.pool_images} images of {args.image_size} px in five kinds "
+          f"({', '.join(f'{k} {v:.0%}' for k, v in POOL_SHARES.items())}), drawn anew for each "
+          f"data seed ({', '.join(map(str, seeds))}); preset {args.preset}; device "
+          f"{args.device}; embedding features {', '.join(features)}; fuse = "
+          f"{'+'.join(FUSED)} on {features[0]} (reciprocal rank); "
+          f"{time.perf_counter() - started:.0f} s in all")
+    print_table(f"Share of the budget drawn from the target's related pool part (%), median "
+                f"over {len(seeds)} data seed(s) (range); seconds charged (own + cached models "
+                "used; fuse: sum of its parts)",
+                ["target", "method", "kind", small, large, "seconds"], median_rows(runs, budgets))
+    print_table("Per data seed and target: best paper method, best new method, fuse (share %)",
+                ["seed", "target", "budget", "ceiling", "best paper", "best new",
+                 "new vs paper", "fuse", "best single", "best - fuse"],
+                [row for run in runs for row in run.summary])
     print()
+    goal1 = [f for run in runs for f in run.goal1_failed]
+    goal2 = [f for run in runs for f in run.goal2_failed]
     print(verdict_line("Goal 1, best new method beats best paper method on every target "
-                       "(a tie where both reach the ceiling counts)", goal1_failed))
+                       "and data seed (a tie where both reach the ceiling counts)", goal1))
     print(verdict_line(f"Goal 2, fuse within {args.fuse_tolerance:g} points of the best "
-                       "single method on every target", goal2_failed))
+                       "single method on every target and data seed", goal2))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 * ``sample``   importance resampling without replacement, as DSIR: scores are log-weights
                (weight = exp(score / temperature)), drawn by Gumbel top-k
 * ``balanced`` at most ceil(budget / groups) images per group of the pool, the best of
-               each group first; what the caps leave of the budget is filled top-first
+               each group first; what the caps leave of the budget is filled top-first.
+               The groups (``--balance-by``) are the pool's class labels, its pools, or
+               k-means clusters of its image features (:mod:`condpretrain.groups`)
 
 Every policy returns pool indices ordered best score first (the order ``subset.csv``
 promises), whatever order they were drawn in. NaN scores (unreadable images) and the
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,23 @@ class Draw:
     seed: int
     exclude: np.ndarray | None = None
     temperature: float = 1.0
-    groups: np.ndarray | None = None  # one group id per pool image (``balanced``)
+    # ``balanced``: one integer group id per pool image; a negative id is in no group
+    # (its image is drawn only when the caps leave part of the budget unused)
+    groups: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """The groups of ``balanced``: an id per pool image (negative: none), what made them
+    (labels, pools, features, none) and what selection.json says of them besides."""
+
+    ids: np.ndarray
+    source: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+# --balance-by: auto is what balanced did before features could group (labels, else pools).
+BALANCE_BY = ("auto", "labels", "pools", "features")
 
 
 Policy = Callable[[np.ndarray, Draw], np.ndarray]
@@ -97,11 +115,12 @@ def take_balanced(scores: np.ndarray, draw: Draw) -> np.ndarray:
     ranked = best_first(scores, eligible_indices(scores, draw.exclude), draw.seed)
     budget = _clamped(draw.budget, len(ranked))
     groups = np.asarray(draw.groups)
-    cap = group_cap(budget, len(np.unique(groups[ranked])))
+    grouped = ranked[groups[ranked] >= 0]
+    cap = group_cap(budget, len(np.unique(groups[grouped])))
     taken = np.zeros(len(scores), dtype=bool)
     per_group: dict[object, int] = {}
     count = 0
-    for index in ranked:
+    for index in grouped:
         if count == budget:
             break
         group = groups[index]
@@ -136,43 +155,65 @@ def draw_budget(policy: str, scores: np.ndarray, draw: Draw) -> np.ndarray:
 
 
 def draw_recorded(policy: str, scores: np.ndarray, draw: Draw, labels: list[str],
-                  pools: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
+                  pools: list[str], balance_by: str = "auto", grouping: Grouping | None = None,
+                  ) -> tuple[np.ndarray, dict[str, Any]]:
     """:func:`draw_budget`, and what selection.json records of the draw. ``balanced``
-    groups the pool by its labels (else its pools) when ``draw`` brings no groups."""
+    takes its groups from ``draw``, else ``grouping`` (features: made by the caller, who
+    holds the embeddings), else the pool's labels or pools as ``balance_by`` says."""
     record: dict[str, Any] = {"name": policy}
     if policy == "sample":
         record["temperature"] = draw.temperature
     if policy == "balanced" and draw.groups is None:
-        # No image features are at hand once scores are saved (nor for every method
-        # before), so the pool's own structure makes the groups.
-        groups, source = label_groups(labels, pools)
+        grouping = grouping or pool_grouping(balance_by, labels, pools)
         eligible = eligible_indices(np.asarray(scores, dtype=np.float32), draw.exclude)
-        count = len(np.unique(groups[eligible]))
-        record["groups"] = {"from": source, "count": count,
+        ids = grouping.ids[eligible]
+        count = len(np.unique(ids[ids >= 0]))
+        record["groups"] = {"by": balance_by, "from": grouping.source, "count": count,
                             "cap": group_cap(min(draw.budget, len(eligible)), count),
-                            "note": GROUP_NOTES[source]}
-        if source == "none":
-            log.warning("--policy balanced: %s", GROUP_NOTES[source])
-        draw = replace(draw, groups=groups)
+                            **grouping.details, "note": GROUP_NOTES[grouping.source]}
+        if count < 2:
+            log.warning("--policy balanced: %d group(s) among the scored images (%s): the "
+                        "subset equals top", count, GROUP_NOTES[grouping.source])
+        draw = replace(draw, groups=grouping.ids)
     return draw_budget(policy, scores, draw), record
 
 
 GROUP_NOTES = {
-    "labels": "no image features at selection time: the pool's class labels are the groups",
-    "pools": "no image features or labels: the pools (--source) are the groups",
-    "none": "one unlabelled pool and no image features: a single group, so it equals top",
+    "labels": "the pool's class labels are the groups",
+    "pools": "the pools (--source) are the groups",
+    "none": "one unlabelled pool: a single group, so it equals top "
+            "(--balance-by features groups by image features)",
+    "features": "k-means clusters of the pool's image embeddings are the groups, so "
+                "near-duplicates share one",
 }
 
 
+def pool_grouping(balance_by: str, labels: list[str], pools: list[str]) -> Grouping:
+    """The groups that the pool's own structure makes (``--balance-by`` auto, labels or
+    pools); features need the embeddings, so :mod:`condpretrain.groups` makes those."""
+    if balance_by == "auto":
+        return Grouping(*label_groups(labels, pools))
+    if balance_by not in ("labels", "pools"):
+        raise ValueError(f"--balance-by {balance_by}: its groups are made by the caller")
+    values = labels if balance_by == "labels" else pools
+    missing = sum(1 for value in values if not value)
+    if missing:
+        raise CondPretrainError(f"--balance-by {balance_by}: {missing} of {len(values)} pool "
+                                f"images have no {balance_by[:-1]}; use another --balance-by "
+                                "(auto, pools or features)")
+    ids = np.unique(np.asarray(values, dtype=object), return_inverse=True)[1]
+    return Grouping(ids.astype(np.int64), balance_by)
+
+
 def label_groups(labels: list[str], pools: list[str]) -> tuple[np.ndarray, str]:
-    """Group ids for ``balanced`` when no image features are at hand: the pool's class
-    labels when it has more than one, else the pools it was made of; and which it used."""
+    """Group ids for ``--balance-by auto``: the pool's class labels when it has more than
+    one, else the pools it was made of; and which it used."""
     for name, values in (("labels", labels), ("pools", pools)):
         if all(values) and len(set(values)) > 1:
             return np.unique(np.asarray(values, dtype=object), return_inverse=True)[1], name
     return np.zeros(len(labels), dtype=np.int64), "none"
 
 
-__all__ = ["Draw", "GROUP_NOTES", "POLICIES", "best_first", "draw_budget", "draw_recorded",
-           "eligible_indices", "group_cap", "label_groups", "policy_names", "take_balanced",
-           "take_sample", "take_top"]
+__all__ = ["BALANCE_BY", "Draw", "GROUP_NOTES", "Grouping", "POLICIES", "best_first",
+           "draw_budget", "draw_recorded", "eligible_indices", "group_cap", "label_groups",
+           "policy_names", "pool_grouping", "take_balanced", "take_sample", "take_top"]

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from condpretrain import atomic, eval_duplicates, runlock
+from condpretrain import atomic, eval_duplicates, groups, runlock
 from condpretrain.config import SelectConfig, to_dict
 from condpretrain.config.select import fused_methods
 from condpretrain.data.shards import write_shards
@@ -86,11 +86,14 @@ def rank_pool(scores: np.ndarray, budget: int, seed: int,
 
 
 def draw_subset(config: SelectConfig, pool: ImageIndex, scores: np.ndarray, budget: int,
-                exclude: np.ndarray | None) -> tuple[np.ndarray, dict[str, Any]]:
-    """The chosen indices (best first) by ``config.policy``, and its selection.json record."""
+                exclude: np.ndarray | None, embeddings: groups.GroupEmbeddings | None = None,
+                ) -> tuple[np.ndarray, dict[str, Any]]:
+    """The chosen indices (best first) by ``config.policy``, and its selection.json record;
+    ``embeddings``: the pool's, clustered into groups for ``--balance-by features``."""
     return draw_recorded(config.policy, scores, Draw(budget, config.seed, exclude,
                                                      config.temperature),
-                         pool.labels, pool.pools)
+                         pool.labels, pool.pools, config.balance_by,
+                         groups.feature_grouping(embeddings, config))
 
 
 def select(
@@ -138,6 +141,8 @@ def _select(sources: list[str] | str, target: str | None, out: Path, config: Sel
         scores, chunks_dir = score_pool(scorer, pool, out)
     with _timed(timings, "eval_duplicates"):
         duplicates = eval_duplicates.search(pool, target_set, config, dist)
+    with _timed(timings, "groups"):  # every rank: computing embeddings is shared
+        embeddings = groups.embeddings_at_select(config, target_set, pool, context)
     peak_rss_mb = gather_peak_rss_mb(dist)
     if dist.is_main:
         with atomic.OutputSet(out, SELECTION_JSON) as outputs:
@@ -145,7 +150,8 @@ def _select(sources: list[str] | str, target: str | None, out: Path, config: Sel
             atomic.save_npy(outputs.path(SCORES_NPY), scores)
             with _timed(timings, "select"):
                 chosen, policy = draw_subset(config, pool, scores, budget,
-                                             eval_duplicates.excluded(duplicates, config))
+                                             eval_duplicates.excluded(duplicates, config),
+                                             embeddings)
                 _write_subset(outputs.path(SUBSET_CSV), pool, scores, chosen)
             _write_duplicates(outputs, duplicates)
             timings["total"] = time.perf_counter() - started
@@ -208,16 +214,19 @@ def reselect(
     keep_eval_duplicates: bool | None = None,
     policy: str | None = None,
     temperature: float | None = None,
+    balance_by: str | None = None,
+    balance_clusters: int | None = None,
 ) -> SelectionResult:
     """Choose another budget from a finished selection's saved scores, without scoring.
     Copies of evaluation images that the selection found stay out (``eval_duplicates.csv``)
-    unless ``keep_eval_duplicates``; it, ``seed``, ``policy`` and ``temperature`` default
-    to the selection's own settings."""
+    unless ``keep_eval_duplicates``; it, ``seed`` and the policy's settings default to the
+    selection's own. ``balance_by="features"`` clusters the embeddings it recorded."""
     started = time.perf_counter()
     scores_dir, out = Path(scores_dir), Path(out)
     changes = {name: value for name, value in (
         ("seed", seed), ("keep_eval_duplicates", keep_eval_duplicates), ("policy", policy),
-        ("temperature", temperature)) if value is not None}
+        ("temperature", temperature), ("balance_by", balance_by),
+        ("balance_clusters", balance_clusters)) if value is not None}
     with runlock.hold(out):
         return _reselect(scores_dir, out, fraction, count, changes, started)
 
@@ -251,7 +260,8 @@ def _reselect(scores_dir: Path, out: Path, fraction: float | None, count: int | 
     config.validate()
     duplicates = eval_duplicates.load(scores_dir, pool, previous.get("eval_duplicates"))
     chosen, policy = draw_subset(config, pool, scores, budget_size(len(pool), fraction, count),
-                                 eval_duplicates.excluded(duplicates, config))
+                                 eval_duplicates.excluded(duplicates, config),
+                                 groups.saved_embeddings(previous, config, scores_dir, len(pool)))
     with atomic.OutputSet(out, SELECTION_JSON) as outputs:
         if out.resolve() != scores_dir.resolve():
             atomic.link_or_copy(scores_dir / POOL_CSV, outputs.path(POOL_CSV))
@@ -287,8 +297,11 @@ def _select_fused(sources: list[str] | str | None, out: Path, config: SelectConf
         raise CondPretrainError(f"--source: not the pool that {first.folder} scored")
     budget = budget_size(len(pool), config.fraction, config.count)
     duplicates = eval_duplicates.load(first.folder, pool, first.record.get("eval_duplicates"))
+    # the pool is the first fused selection's, in its order: so are its embeddings
     chosen, policy = draw_subset(config, pool, scores, budget,
-                                 eval_duplicates.excluded(duplicates, config))
+                                 eval_duplicates.excluded(duplicates, config),
+                                 groups.saved_embeddings(first.record, config, first.folder,
+                                                         len(pool)))
     with atomic.OutputSet(out, SELECTION_JSON) as outputs:
         write_index_csv(outputs.path(POOL_CSV), pool)
         atomic.save_npy(outputs.path(SCORES_NPY), scores)

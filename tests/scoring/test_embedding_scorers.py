@@ -58,6 +58,17 @@ def test_misaligned_npy_is_a_one_line_error(hand_made_npy, two_part_pool, stripe
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_classic_features_rank_the_targets_part_first(method, two_part_pool, stripes_target,
+                                                      tmp_path):
+    select([str(two_part_pool)], str(stripes_target), tmp_path,
+           quick(method=method, fraction=0.5, features="classic"))
+    assert picked_families(tmp_path / "subset.csv") == {"stripes": 48}
+    record = json.loads((tmp_path / "selection.json").read_text())
+    assert record["models"]["features"]["from"] == "classic"
+    assert np.isfinite(np.load(tmp_path / "scores.npy")).all()
+
+
 # ------------------------------------------------------ target-trained features, end to end
 
 

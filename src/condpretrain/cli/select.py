@@ -59,7 +59,9 @@ def run_select(args: argparse.Namespace) -> int:
         given = flag_values(args, SelectConfig)
         result = reselect(args.scores, args.out, given.get("fraction"), given.get("count"),
                           given.get("seed"), given.get("keep_eval_duplicates"),
-                          policy=given.get("policy"), temperature=given.get("temperature"))
+                          policy=given.get("policy"), temperature=given.get("temperature"),
+                          balance_by=given.get("balance_by"),
+                          balance_clusters=given.get("balance_clusters"))
     else:
         config = config_from_args(args, SelectConfig)
         # a fusion reads the pool from the fused selections' saved scores

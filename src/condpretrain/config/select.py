@@ -9,7 +9,7 @@ from condpretrain.config import common
 from condpretrain.config.base import Config
 from condpretrain.config.options import option
 from condpretrain.errors import CondPretrainError
-from condpretrain.policies import policy_names
+from condpretrain.policies import BALANCE_BY, policy_names
 from condpretrain.registry import SCORERS
 
 
@@ -84,11 +84,27 @@ class SelectConfig(Config):
     policy: str = option("top", "how the budget is drawn from the scores: top (the paper's: "
                          "the highest), sample (importance resampling without replacement, "
                          "weights exp(score / temperature)), balanced (at most "
-                         "budget/groups per group of the pool, then top-first)",
+                         "budget/groups per group of the pool (see --balance-by), then "
+                         "top-first)",
                          choices=policy_names, neutral=True)
     temperature: float = option(1.0, "--policy sample: scores are divided by it before "
                                 "drawing (lower: closer to top)", low=0, low_open=True,
                                 neutral=True)
+    balance_by: str = option("auto", "--policy balanced: what the groups are: auto (the "
+                             "pool's class labels, else its pools), labels, pools, or "
+                             "features (k-means clusters of the pool's --features "
+                             "embeddings, so near-duplicates share a group)",
+                             choices=BALANCE_BY, neutral=True)
+    # Fixed rather than relative to the budget: the pool's cluster assignment is cached
+    # per K, so one assignment serves every budget re-selected from the same scores (and
+    # subsets of two budgets are balanced over the same groups). 1000 clusters of a pool
+    # of 10^5-10^7 images hold 10^2-10^4 images each: a pile of near-duplicates is one
+    # cluster, a kind of image is several, and the paper's budgets (6-12 % of such a
+    # pool) still leave several images per cluster.
+    balance_clusters: int = option(1000, "--balance-by features: K, the number of k-means "
+                                   "clusters of the pool's embeddings (fitted on a seeded "
+                                   "sample of at most 256 per cluster; at most the number "
+                                   "of readable images)", low=2, neutral=True)
     # Grid: an experiment grid names each fusion's parts' folders itself.
     fuse_from: str | None = option(None, "--method fuse:A,B: the finished select folders "
                                    "holding the scores of A, B, ... (comma-separated)",

@@ -3,7 +3,14 @@
 Importing this package registers every built-in source (see :data:`FEATURES`).
 """
 
-from condpretrain.features import checkpoint, moco_target, npy, target, timm_source  # noqa: F401
+from condpretrain.features import (  # noqa: F401
+    checkpoint,
+    classic,
+    moco_target,
+    npy,
+    target,
+    timm_source,
+)
 from condpretrain.features.base import (
     FEATURES,
     FeatureContext,

@@ -1,0 +1,123 @@
+"""``classic``: colour, layout and gradient statistics of an image; no weights, no training.
+
+The three descriptors that image retrieval used before learned features, side by side:
+
+* **layout**: the grey image pooled to 8 x 8, its mean removed (Torralba's "tiny images");
+  where the light and dark parts are, whatever the exact pixels;
+* **colour**: a joint RGB histogram of 4 x 4 x 4 bins (Swain and Ballard's colour indexing);
+  which colours, wherever they are;
+* **gradients**: 8 unsigned orientation bins of the grey image's gradient, weighted by its
+  magnitude, in a 4 x 4 grid of cells (a coarse HOG, Dalal and Triggs): the strokes and
+  edges, whatever their colour.
+
+Each block is square-rooted (the Hellinger kernel, which keeps a few large bins from
+drowning the rest) and L2-normalised, and the three are joined with equal weight, so the
+256-number descriptor has unit length and cosine similarity compares all three.
+
+Why a selection tool needs it: the paper's features come from a model trained on the
+small target alone, which knows nothing of the pool, and the practitioners' answer
+(DINOv2, CLIP, a MoCo backbone) needs weights that not every machine has. These
+statistics need nothing, cost a few convolutions per batch on the selection's device
+(CPU or GPU) and do not depend on the target, so the pool is embedded once for every
+target. They see style and layout, not semantics: on photographs of objects a learned
+embedding (``timm:NAME@WEIGHTS``, ``npy:PATH``) is the stronger choice.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from condpretrain.data.images import IMAGENET_MEAN, IMAGENET_STD
+from condpretrain.data.sources import Target
+from condpretrain.device import prepare_model
+from condpretrain.features.base import FEATURES, FeatureContext, FeatureSource
+
+LAYOUT_SIZE = 8
+COLOUR_BINS = 4
+CELLS = 4
+ORIENTATIONS = 8
+# Rec. 601 luma: the grey image the layout and gradient blocks read.
+LUMA = (0.299, 0.587, 0.114)
+
+
+class ClassicDescriptor(nn.Module):
+    """Batch of ImageNet-normalised images (N, 3, H, W) -> (N, 256) unit-length descriptors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1))
+        # Central differences: the gradient HOG uses (no smoothing, per Dalal and Triggs).
+        self.register_buffer("dx", torch.tensor([-1.0, 0.0, 1.0]).view(1, 1, 1, 3))
+        self.register_buffer("dy", torch.tensor([-1.0, 0.0, 1.0]).view(1, 1, 3, 1))
+
+    @property
+    def dim(self) -> int:
+        return LAYOUT_SIZE ** 2 + COLOUR_BINS ** 3 + CELLS ** 2 * ORIENTATIONS
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # Histogram bins move with rounding: always fp32, whatever autocast is on outside.
+        with torch.autocast(images.device.type, enabled=False):
+            rgb = (images.float() * self.std + self.mean).clamp(0.0, 1.0)
+            grey = (rgb * self.luma).sum(dim=1, keepdim=True)
+            blocks = [layout(grey), colour_histogram(rgb), self.gradients(grey)]
+            return torch.cat(blocks, dim=1) / math.sqrt(len(blocks))
+
+    def gradients(self, grey: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(grey, (1, 1, 1, 1), mode="replicate")
+        gx = F.conv2d(padded[:, :, 1:-1, :], self.dx)
+        gy = F.conv2d(padded[:, :, :, 1:-1], self.dy)
+        magnitude = torch.sqrt(gx ** 2 + gy ** 2)
+        angle = torch.remainder(torch.atan2(gy, gx), math.pi)  # unsigned: a stroke either way
+        bins = (angle * (ORIENTATIONS / math.pi)).long().clamp_(max=ORIENTATIONS - 1)
+        votes = F.one_hot(bins[:, 0], ORIENTATIONS).permute(0, 3, 1, 2) * magnitude
+        return _hellinger(F.adaptive_avg_pool2d(votes, CELLS).flatten(1))
+
+
+def layout(grey: torch.Tensor) -> torch.Tensor:
+    tiny = F.adaptive_avg_pool2d(grey, LAYOUT_SIZE).flatten(1)
+    return F.normalize(tiny - tiny.mean(dim=1, keepdim=True), dim=1)
+
+
+def colour_histogram(rgb: torch.Tensor) -> torch.Tensor:
+    levels = (rgb * COLOUR_BINS).long().clamp_(max=COLOUR_BINS - 1)
+    cell = (levels[:, 0] * COLOUR_BINS + levels[:, 1]) * COLOUR_BINS + levels[:, 2]
+    counts = torch.zeros(len(rgb), COLOUR_BINS ** 3, device=rgb.device)
+    flat = cell.flatten(1)
+    counts.scatter_add_(1, flat, torch.ones_like(flat, dtype=counts.dtype))
+    return _hellinger(counts)
+
+
+def _hellinger(histogram: torch.Tensor) -> torch.Tensor:
+    return F.normalize(histogram.clamp_min(0.0).sqrt(), dim=1)
+
+
+def settings() -> dict[str, Any]:
+    """What the descriptor is: recorded, and part of the cached embeddings' key."""
+    return {"from": "classic", "layout": LAYOUT_SIZE, "colour_bins": COLOUR_BINS,
+            "cells": CELLS, "orientations": ORIENTATIONS}
+
+
+@FEATURES.register
+class ClassicFeatures(FeatureSource):
+    name = "classic"
+    summary = ("colour histogram + 8x8 layout + gradient orientations (HOG-like): no weights, "
+               "no training, the same for every target")
+    order = 2  # with moco and npy (listed by name): after the two networks, before timm
+
+    def extractor(self, target: Target | None, context: FeatureContext) -> nn.Module:
+        # No ResNet head to replace: the descriptor is the feature vector.
+        return prepare_model(self.network(target, context), context.device).eval()
+
+    def network(self, target: Target | None, context: FeatureContext) -> nn.Module:
+        context.models_used["features"] = settings()
+        return ClassicDescriptor()
+
+
+__all__ = ["ClassicDescriptor", "ClassicFeatures", "colour_histogram", "layout", "settings"]
