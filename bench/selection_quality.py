@@ -30,8 +30,8 @@ drawn anew per seed; the table shows the median and range over seeds):
   2. fuse is within --fuse-tolerance points of the best single method on every target.
 
 Nothing is tuned to the bench: every method runs with the chosen preset's settings.
-CPU defaults (quick preset, ~1,200 pool images, three data seeds) take ~10 minutes on 2 cores. Larger,
-e.g. on a GPU machine:
+CPU defaults (quick preset, ~1,200 pool images, three data seeds) take ~5 minutes on 2
+cores. Larger, e.g. on a GPU machine:
     python bench/selection_quality.py --device cuda --preset small --pool-images 12000 \
         --target-per-class 100 --image-size 32
 """
