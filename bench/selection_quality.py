@@ -17,8 +17,9 @@ and three targets whose related pool part is known by construction:
 
 For every target it runs ``select`` with every registered method at the smaller budget
 (the paper's; the embedding ones, knn and density-ratio, once per ``--features`` source:
-by default the ``classic`` descriptor and the target-trained model), re-draws the larger
-budget from the saved scores, and fuses knn + density-ratio on the first features by
+by default the ``classic`` descriptor, it without its colour block and the
+target-trained model), re-draws the larger budget from the saved scores, and fuses
+knn + density-ratio on the first features by
 reciprocal rank (the same fusion for every target: what a user unsure of the target
 would default to). It prints the share (%) of each budget drawn from the related part,
 the seconds each selection is charged (its own time plus the cached models and
@@ -352,7 +353,7 @@ def main() -> None:
     parser.add_argument("--data-seeds", default="0,1,2",
                         help="comma-separated: the bench's data is drawn once per seed and "
                              "every goal is checked on each")
-    parser.add_argument("--features", default="classic,target",
+    parser.add_argument("--features", default="classic,classic:layout+gradients,target",
                         help="features of the embedding methods (knn, density-ratio), "
                              "comma-separated, each run separately; fuse reads the first: "
                              "classic, target, moco:target, checkpoint:CKPT, "

@@ -3,10 +3,14 @@ end: tests/scoring/test_embedding_scorers.py)."""
 
 from __future__ import annotations
 
+import math
+import re
+
 import pytest
 import torch
 
 from condpretrain.data.images import IMAGENET_MEAN, IMAGENET_STD
+from condpretrain.errors import CondPretrainError
 from condpretrain.features import FEATURES
 from condpretrain.features.classic import (
     CELLS,
@@ -15,6 +19,7 @@ from condpretrain.features.classic import (
     ORIENTATIONS,
     ClassicDescriptor,
 )
+from condpretrain.features.embeddings import parse_features
 
 LAYOUT = slice(0, LAYOUT_SIZE ** 2)
 COLOUR = slice(LAYOUT.stop, LAYOUT.stop + COLOUR_BINS ** 3)
@@ -94,3 +99,18 @@ def test_autocast_does_not_move_the_bins(describe):
     assert under.dtype == torch.float32
     torch.testing.assert_close(under, plain)
 
+
+
+def test_chosen_blocks_are_the_full_descriptors_parts_reweighted():
+    images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    full = ClassicDescriptor()(normalised(images))
+    grey = ClassicDescriptor(("layout", "gradients"))(normalised(images))
+    kept = torch.cat([full[:, LAYOUT], full[:, GRADIENTS]], dim=1)
+    assert grey.shape == (4, 64 + 128)
+    torch.testing.assert_close(grey, kept * math.sqrt(3) / math.sqrt(2))
+
+
+@pytest.mark.parametrize("argument", ["colours", "layout+layout", "layout,gradients"])
+def test_unknown_or_repeated_blocks_are_a_one_line_error(argument):
+    with pytest.raises(CondPretrainError, match=re.escape(f"classic:{argument}: expected some of")):
+        parse_features(f"classic:{argument}")

@@ -60,8 +60,9 @@ class SelectConfig(Config):
     # (features, pool) and cached, so every method and budget shares them.
     features: str = option("target", "image features of the embedding scorers (knn, "
                            "density-ratio, and clustering when not target): target, "
-                           "classic (colour histogram + layout + gradient orientations: "
-                           "no weights, no training), checkpoint:CKPT, timm:NAME[@WEIGHTS] (any timm model; needs "
+                           "classic[:BLOCKS] (colour histogram + layout + gradient "
+                           "orientations, or BLOCKS of them joined by +: no weights, no "
+                           "training), checkpoint:CKPT, timm:NAME[@WEIGHTS] (any timm model; needs "
                            "condpretrain[timm]), moco:target (a MoCo-v2 backbone trained "
                            "here on the target's images, no labels needed; cached), or "
                            "npy:PATH (rows aligned with pool.csv; the target's in "

@@ -10,9 +10,13 @@ The three descriptors that image retrieval used before learned features, side by
   magnitude, in a 4 x 4 grid of cells (a coarse HOG, Dalal and Triggs): the strokes and
   edges, whatever their colour.
 
+``classic:BLOCKS`` keeps some of them, joined by ``+`` (``classic:layout+gradients``:
+no colour, for a target whose colours are not the pool's, such as drawings or grey
+scans of photographed things).
+
 Each block is square-rooted (the Hellinger kernel, which keeps a few large bins from
 drowning the rest) and L2-normalised, and the three are joined with equal weight, so the
-256-number descriptor has unit length and cosine similarity compares all three.
+descriptor (256 numbers with all three) has unit length and cosine similarity compares all three.
 
 Why a selection tool needs it: the paper's features come from a model trained on the
 small target alone, which knows nothing of the pool, and the practitioners' answer
@@ -35,21 +39,25 @@ from torch.nn import functional as F
 from condpretrain.data.images import IMAGENET_MEAN, IMAGENET_STD
 from condpretrain.data.sources import Target
 from condpretrain.device import prepare_model
+from condpretrain.errors import CondPretrainError
 from condpretrain.features.base import FEATURES, FeatureContext, FeatureSource
 
 LAYOUT_SIZE = 8
 COLOUR_BINS = 4
 CELLS = 4
 ORIENTATIONS = 8
+BLOCKS = ("layout", "colour", "gradients")
 # Rec. 601 luma: the grey image the layout and gradient blocks read.
 LUMA = (0.299, 0.587, 0.114)
 
 
 class ClassicDescriptor(nn.Module):
-    """Batch of ImageNet-normalised images (N, 3, H, W) -> (N, 256) unit-length descriptors."""
+    """Batch of ImageNet-normalised images (N, 3, H, W) -> (N, dim) unit-length descriptors
+    of the chosen ``blocks`` (all three: 256 numbers)."""
 
-    def __init__(self) -> None:
+    def __init__(self, blocks: tuple[str, ...] = BLOCKS) -> None:
         super().__init__()
+        self.blocks = parse_blocks("+".join(blocks))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1))
@@ -59,14 +67,18 @@ class ClassicDescriptor(nn.Module):
 
     @property
     def dim(self) -> int:
-        return LAYOUT_SIZE ** 2 + COLOUR_BINS ** 3 + CELLS ** 2 * ORIENTATIONS
+        sizes = {"layout": LAYOUT_SIZE ** 2, "colour": COLOUR_BINS ** 3,
+                 "gradients": CELLS ** 2 * ORIENTATIONS}
+        return sum(sizes[block] for block in self.blocks)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # Histogram bins move with rounding: always fp32, whatever autocast is on outside.
         with torch.autocast(images.device.type, enabled=False):
             rgb = (images.float() * self.std + self.mean).clamp(0.0, 1.0)
             grey = (rgb * self.luma).sum(dim=1, keepdim=True)
-            blocks = [layout(grey), colour_histogram(rgb), self.gradients(grey)]
+            makers = {"layout": lambda: layout(grey), "colour": lambda: colour_histogram(rgb),
+                      "gradients": lambda: self.gradients(grey)}
+            blocks = [makers[block]() for block in self.blocks]
             return torch.cat(blocks, dim=1) / math.sqrt(len(blocks))
 
     def gradients(self, grey: torch.Tensor) -> torch.Tensor:
@@ -98,17 +110,31 @@ def _hellinger(histogram: torch.Tensor) -> torch.Tensor:
     return F.normalize(histogram.clamp_min(0.0).sqrt(), dim=1)
 
 
-def settings() -> dict[str, Any]:
+def parse_blocks(argument: str) -> tuple[str, ...]:
+    """``classic:BLOCKS``'s argument ('' : all three) as block names in the fixed order."""
+    if not argument:
+        return BLOCKS
+    chosen = argument.split("+")
+    unknown = [block for block in chosen if block not in BLOCKS]
+    if unknown or len(set(chosen)) != len(chosen):
+        raise CondPretrainError(f"--features classic:{argument}: expected some of "
+                                f"{', '.join(BLOCKS)} joined by '+', each once "
+                                f"(e.g. classic:layout+gradients)")
+    return tuple(block for block in BLOCKS if block in chosen)
+
+
+def settings(blocks: tuple[str, ...] = BLOCKS) -> dict[str, Any]:
     """What the descriptor is: recorded, and part of the cached embeddings' key."""
-    return {"from": "classic", "layout": LAYOUT_SIZE, "colour_bins": COLOUR_BINS,
-            "cells": CELLS, "orientations": ORIENTATIONS}
+    return {"from": "classic", "blocks": list(blocks), "layout": LAYOUT_SIZE,
+            "colour_bins": COLOUR_BINS, "cells": CELLS, "orientations": ORIENTATIONS}
 
 
 @FEATURES.register
 class ClassicFeatures(FeatureSource):
     name = "classic"
     summary = ("colour histogram + 8x8 layout + gradient orientations (HOG-like): no weights, "
-               "no training, the same for every target")
+               "no training, the same for every target; classic:layout+gradients leaves "
+               "colour out")
     order = 2  # with moco and npy (listed by name): after the two networks, before timm
 
     def extractor(self, target: Target | None, context: FeatureContext) -> nn.Module:
@@ -116,8 +142,10 @@ class ClassicFeatures(FeatureSource):
         return prepare_model(self.network(target, context), context.device).eval()
 
     def network(self, target: Target | None, context: FeatureContext) -> nn.Module:
-        context.models_used["features"] = settings()
-        return ClassicDescriptor()
+        blocks = parse_blocks(context.config.features.partition(":")[2])
+        context.models_used["features"] = settings(blocks)
+        return ClassicDescriptor(blocks)
 
 
-__all__ = ["ClassicDescriptor", "ClassicFeatures", "colour_histogram", "layout", "settings"]
+__all__ = ["BLOCKS", "ClassicDescriptor", "ClassicFeatures", "colour_histogram", "layout",
+           "parse_blocks", "settings"]

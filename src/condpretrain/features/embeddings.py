@@ -36,6 +36,7 @@ from condpretrain.device import autocast, to_device
 from condpretrain.dist import DistContext, barrier
 from condpretrain.errors import CondPretrainError
 from condpretrain.features.base import FEATURES, FeatureContext
+from condpretrain.features.classic import parse_blocks
 from condpretrain.features.npy import read_embeddings, target_embeddings_path
 from condpretrain.log import get_logger, progress_bar
 
@@ -87,7 +88,9 @@ def parse_features(text: str) -> tuple[str, str]:
         # --moco-pool-sample); a MoCo backbone of anything else is checkpoint:CKPT.
         raise CondPretrainError(f"--features: moco takes only 'target' (moco:target), got "
                                 f"{text!r}; for another MoCo backbone use checkpoint:CKPT")
-    if argument and name not in ("npy", "checkpoint", "timm", "moco"):
+    if name == "classic":
+        parse_blocks(argument)
+    if argument and name not in ("npy", "checkpoint", "timm", "moco", "classic"):
         raise CondPretrainError(f"--features: {name} takes no argument, got {text!r}")
     return name, argument
 
