@@ -185,16 +185,38 @@ def select_multi(sources: list[str] | str, targets: dict[str, str], out: str | P
 
 def _merge_and_write(sources: list[str] | str, targets: dict[str, str], shares: list[float],
                      out: Path, config: SelectConfig, started: float) -> SelectionResult:
-    names = list(targets)
-    folders = [out / TARGETS_DIR / name for name in names]
-    records, pools, scores = zip(*(read_selection(f, "--target") for f in folders), strict=True)
+    folders = {name: out / TARGETS_DIR / name for name in targets}
+    return merge_selections(folders, shares, out, config, sources, targets, started=started)
+
+
+def merge_selections(folders: dict[str, Path], shares: list[float], out: str | Path,
+                     config: SelectConfig, sources: list[str] | str,
+                     targets: dict[str, str], option: str = "--target",
+                     started: float | None = None) -> SelectionResult:
+    """One subset into ``out`` from finished selections of one pool, ``folders`` (target
+    name -> a select folder holding its scores), the budget (``config``'s) split by
+    ``shares``; see the module's docstring. ``targets`` (name -> spec) goes into the
+    record; ``option`` is what errors name. Nothing is scored: the experiment grid merges
+    its targets' own saved scores with it."""
+    out = Path(out)
+    started = time.perf_counter() if started is None else started
+    with runlock.hold(out, option=option):  # a no-op inside select_multi, which holds it
+        return _merge(folders, shares, out, config, sources, targets, option, started)
+
+
+def _merge(folders: dict[str, Path], shares: list[float], out: Path, config: SelectConfig,
+           sources: list[str] | str, targets: dict[str, str], option: str,
+           started: float) -> SelectionResult:
+    names = list(folders)
+    paths = list(folders.values())
+    records, pools, scores = zip(*(read_selection(f, option) for f in paths), strict=True)
     pool: ImageIndex = pools[0]
     for name, other in zip(names[1:], pools[1:], strict=True):
         if other.paths != pool.paths:
-            raise CondPretrainError(f"--target {name}: scored another pool than {names[0]}")
+            raise CondPretrainError(f"{option} {name}: scored another pool than {names[0]}")
     # A copy of any target's evaluation images stays out for every target: the subset
     # pre-trains a model that each of them is then evaluated on.
-    exclude = _excluded_for_all(folders, pool, records, config)
+    exclude = _excluded_for_all(paths, pool, records, config)
     rankings = [best_first(s, eligible_indices(s, exclude), config.seed) for s in scores]
     budget = budget_size(len(pool), config.fraction, config.count)
     quota = quotas(budget, shares)
@@ -205,7 +227,7 @@ def _merge_and_write(sources: list[str] | str, targets: dict[str, str], shares: 
     holders = [[n for n, take in zip(names, takes, strict=True) if i in take]
                for i in merge.chosen]
     with atomic.OutputSet(out, SELECTION_JSON) as outputs:
-        atomic.link_or_copy(folders[0] / POOL_CSV, outputs.path(POOL_CSV))
+        atomic.link_or_copy(paths[0] / POOL_CSV, outputs.path(POOL_CSV))
         _write_subset(outputs.path(SUBSET_CSV), pool, scores, merge, names, holders)
         atomic.write_json(outputs.path(SELECTION_JSON), {
             "method": config.method, "parameters": to_dict(config), "seed": config.seed,
@@ -215,7 +237,7 @@ def _merge_and_write(sources: list[str] | str, targets: dict[str, str], shares: 
             "target": None, "targets": dict(targets),
             "pool_size": len(pool), "budget": budget, "selected": len(merge.chosen),
             "in_several_takes": sum(len(h) > 1 for h in holders),
-            "per_target": _per_target(names, folders, out, shares, quota, merge, takes),
+            "per_target": _per_target(names, paths, out, shares, quota, merge, takes),
             "overlap": _overlap(names, tops),
             "timings": {"total": round(time.perf_counter() - started, 3)},
             "versions": library_versions(),
@@ -250,7 +272,8 @@ def _per_target(names: list[str], folders: list[Path], out: Path, shares: list[f
                 quota: list[int], merge: Merge, takes: list[set[int]]) -> dict[str, Any]:
     selected = max(1, len(merge.chosen))
     return {name: {
-        "folder": str(folder.relative_to(out)),
+        # inside OUT (select --target), else as given (the experiment grid's own folders)
+        "folder": str(folder.relative_to(out) if folder.is_relative_to(out) else folder),
         "share_asked": shares[t],
         "quota": quota[t],
         "taken": merge.taken_by.count(t),  # images this target added

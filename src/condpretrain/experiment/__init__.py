@@ -12,6 +12,7 @@ One module per job, each importing only those before it:
 * :mod:`.schema` - the experiment file (:class:`ExperimentConfig`) and its one validation;
 * :mod:`.grid` - the cells and the folder layout that lets cells share work;
 * :mod:`.selections` - scoring once, fusing, re-selecting every budget, and the charges;
+* :mod:`.mixes` - a mixed target's subsets, merged from its parts' saved scores;
 * :mod:`.steps` - the grid as cluster jobs, each after those it needs (:mod:`.launch`);
 * :mod:`.runner` - running the cells (:func:`run`), resumable.
 """

@@ -11,7 +11,9 @@ by exactly what it depends on, so sharing is a matter of two cells naming one fo
 * the entire-pool pre-training does not depend on the target: one run per
   (mode, resolution, seed) serves every target;
 * a subset pre-training (target, method, budget, resolution, mode, seed) serves only
-  its own cell.
+  its own cell, except that of a mixed target (``{mix: {cars: 0.5, birds: 0.5}}``):
+  its one subset, merged from its parts' saved scores, is pre-trained on once and
+  fine-tuned on each part, a row per part (``subset_for`` names the mix).
 """
 
 from __future__ import annotations
@@ -34,19 +36,26 @@ class Cell:
     budget: float  # 0 random init, 1 entire pool, else the selected fraction
     method: str
     seed: int
+    subset_for: str = ""  # the mixed target whose subset it pre-trains on, if any
 
     @property
     def key(self) -> tuple[str, ...]:
         """The cell's row key (see ``results.KEY_COLUMNS``)."""
         return (self.target, self.mode, str(self.resolution), budget_key(self.budget),
-                self.method, str(self.seed))
+                self.method, str(self.seed), self.subset_for)
+
+    @property
+    def selected_for(self) -> str:
+        """The target its subset was selected for: its own, or the mix it is part of."""
+        return self.subset_for or self.target
 
     @property
     def label(self) -> str:
         if self.method == RANDOM_INIT:
             return f"{self.target} {self.mode} random-init seed {self.seed}"
+        shared = f" (subset for {self.subset_for})" if self.subset_for else ""
         return (f"{self.target} {self.mode} {self.resolution}px {budget_label(self.budget)} "
-                f"{self.method} seed {self.seed}")
+                f"{self.method}{shared} seed {self.seed}")
 
 
 def cells(config: ExperimentConfig) -> list[Cell]:
@@ -59,7 +68,24 @@ def cells(config: ExperimentConfig) -> list[Cell]:
     return grid
 
 
+def _mixed_cells(config: ExperimentConfig, mix: str, mode: str, seed: int) -> list[Cell]:
+    """A mix's cells: no baselines (its parts have theirs), a row per part of each
+    subset; the parts of one subset next to each other (one pre-training serves them)."""
+    parts = config.mix_of(mix) or {}
+    return [Cell(part, mode, res, budget, method, seed, subset_for=mix)
+            for res in config.resolutions for budget in sorted(config.budgets)
+            for method in config.methods for part in parts]
+
+
+def mixes_of(config: ExperimentConfig) -> dict[str, list[str]]:
+    """Each mixed target of the file with its parts (file order)."""
+    return {name: list(parts) for name in config.targets
+            if (parts := config.mix_of(name)) is not None}
+
+
 def _cells_of(config: ExperimentConfig, target: str, mode: str, seed: int) -> list[Cell]:
+    if config.mix_of(target) is not None:
+        return _mixed_cells(config, target, mode, seed)
     found = []
     if RANDOM_INIT in config.baselines:
         found.append(Cell(target, mode, 0, 0.0, RANDOM_INIT, seed))
@@ -94,19 +120,23 @@ class Layout:
     def cache_dir(self, target: str) -> Path:
         return self.out / "cache" / target
 
+    def selections_dir(self, target: str, method: str, seed: int) -> Path:
+        """What (target, method, seed) selects: its scores and a folder per budget."""
+        return self.out / "select" / target / method_folder(method) / f"seed{seed}"
+
     def scores_dir(self, target: str, method: str, seed: int) -> Path:
-        return self.out / "select" / target / method_folder(method) / f"seed{seed}" / "scores"
+        return self.selections_dir(target, method, seed) / "scores"
 
     def subset_dir(self, target: str, method: str, budget: float, seed: int) -> Path:
-        return self.out / "select" / target / method_folder(method) / f"seed{seed}" / \
-            f"b{_percent_key(budget)}"
+        return self.selections_dir(target, method, seed) / f"b{_percent_key(budget)}"
 
     def pretrain_dir(self, cell: Cell) -> Path:
         group = self.out / "pretrain" / f"{cell.mode}-{cell.resolution}"
         if cell.method == ENTIRE_POOL:
             return group / ENTIRE_POOL / f"seed{cell.seed}"
-        return group / cell.target / f"{method_folder(cell.method)}-b{_percent_key(cell.budget)}" \
-            / f"seed{cell.seed}"
+        # a mix's subset: one run that its parts' cells share
+        return group / cell.selected_for / \
+            f"{method_folder(cell.method)}-b{_percent_key(cell.budget)}" / f"seed{cell.seed}"
 
     def finetune_dir(self, cell: Cell) -> Path:
         where = self.out / "finetune" / cell.target
@@ -114,7 +144,10 @@ class Layout:
             return where / cell.mode / RANDOM_INIT / f"seed{cell.seed}"
         name = cell.method if cell.method == ENTIRE_POOL else \
             f"{method_folder(cell.method)}-b{_percent_key(cell.budget)}"
-        return where / f"{cell.mode}-{cell.resolution}" / name / f"seed{cell.seed}"
+        group = where / f"{cell.mode}-{cell.resolution}"
+        if cell.subset_for:  # beside the target's own subset of that method and budget
+            group = group / f"subset-for-{cell.subset_for}"
+        return group / name / f"seed{cell.seed}"
 
     def relative(self, path: Path) -> str:
         """How the results table names an artefact: relative to ``out`` where it can."""
@@ -142,5 +175,5 @@ def run_finished(run_dir: Path, *needed: str) -> bool:
     return all((run_dir / name).is_file() for name in ("result.json", "run.json", *needed))
 
 
-__all__ = ["Cell", "cells", "Layout", "method_folder", "selection_done", "run_started",
+__all__ = ["Cell", "cells", "mixes_of", "Layout", "method_folder", "selection_done", "run_started",
            "run_finished"]

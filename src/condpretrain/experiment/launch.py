@@ -31,7 +31,7 @@ from typing import Any
 
 from condpretrain import atomic, runlock
 from condpretrain.errors import CondPretrainError
-from condpretrain.experiment.grid import cells
+from condpretrain.experiment.grid import cells, mixes_of
 from condpretrain.experiment.results import RESULTS_FILE
 from condpretrain.experiment.runner import SETTINGS_FILE, Experiment, ExperimentResult
 from condpretrain.experiment.schema import ExperimentConfig, load_experiment
@@ -119,7 +119,8 @@ class StepJob:
 
 def _ready_step(experiment: Experiment, step_id: str) -> Step:
     """The step called ``step_id`` in the folder's grid, once what it needs is done."""
-    graph = step_graph(experiment.layout, cells(experiment.config))
+    graph = step_graph(experiment.layout, cells(experiment.config),
+                       mixes_of(experiment.config))
     step = graph.get(step_id)
     if step is None:
         raise CondPretrainError(f"{experiment.out / SETTINGS_FILE}: its grid has no step "

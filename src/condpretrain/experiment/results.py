@@ -29,8 +29,14 @@ BASELINE_LABELS = {RANDOM_INIT: "Random Init.", ENTIRE_POOL: "Entire Dataset"}
 # The selection method that every conditional one is measured against (the report's Findings).
 RANDOM_SUBSET = "random"
 
-# Row identity: one row per cell and seed.
-KEY_COLUMNS = ("target", "mode", "resolution", "budget", "method", "seed")
+# Row identity: one row per cell and seed. subset_for: the mixed target whose one subset
+# the row pre-trained on (fine-tuned on ``target``, one of its parts); empty otherwise.
+# Added later, so a table written before has no such column, and reads it as empty.
+SUBSET_FOR = "subset_for"
+KEY_COLUMNS = ("target", "mode", "resolution", "budget", "method", "seed", SUBSET_FOR)
+REQUIRED_COLUMNS = tuple(c for c in KEY_COLUMNS if c != SUBSET_FOR)
+# How the report shows a row's method when its subset served a mix: METHOD@MIX.
+SHARED_MARK = "@"
 RESULT_COLUMNS = (
     *KEY_COLUMNS,
     "arch", "selected", "pool_size",
@@ -52,10 +58,20 @@ Row = dict[str, str]
 def method_label(method: str) -> str:
     """How tables and figures show a ``method`` value: a baseline's or the scorer's
     label; a fusion ``fuse:a,b`` as ``Fuse (A + B)``, its parts' labels."""
+    method, mark, mix = method.partition(SHARED_MARK)
+    if mark:
+        return f"{method_label(method)}, subset for {mix}"
     parts = fused_methods(method)
     if parts:
         return f"Fuse ({' + '.join(method_label(part) for part in parts)})"
     return BASELINE_LABELS.get(method) or SCORERS.label(method)
+
+
+def as_shown(rows: list[Row]) -> list[Row]:
+    """The rows as the report groups them (by ``method``): a subset shared by a mix of
+    targets is a method of its own, ``METHOD@MIX``, beside the target's own subset."""
+    return [{**row, "method": f"{row['method']}{SHARED_MARK}{row[SUBSET_FOR]}"}
+            if row.get(SUBSET_FOR) else row for row in rows]
 
 
 def method_order() -> list[str]:
@@ -94,11 +110,13 @@ def read_results(path: str | Path) -> list[Row]:
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
-            missing = [c for c in KEY_COLUMNS if c not in (reader.fieldnames or [])]
+            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
                 raise CondPretrainError(f"{path}: not a results table (missing columns: "
                                         f"{', '.join(missing)})")
-            return [{k: v or "" for k, v in row.items() if k is not None} for row in reader]
+            # a column added later (subset_for) reads as empty in a table written before
+            return [{**dict.fromkeys(KEY_COLUMNS, ""),
+                     **{k: v or "" for k, v in row.items() if k is not None}} for row in reader]
     except (UnicodeDecodeError, csv.Error) as exc:  # binary, or NUL bytes in it
         reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
         raise CondPretrainError(f"{path}: not a results table ({reason})") from None
@@ -164,7 +182,8 @@ def write_results(path: str | Path, rows: list[Row]) -> None:
 
 __all__ = [
     "RESULTS_FILE", "RANDOM_INIT", "ENTIRE_POOL", "BASELINES", "BASELINE_LABELS", "RANDOM_SUBSET",
-    "KEY_COLUMNS", "RESULT_COLUMNS", "Row", "method_label", "method_order", "budget_key",
+    "KEY_COLUMNS", "REQUIRED_COLUMNS", "SUBSET_FOR", "SHARED_MARK", "RESULT_COLUMNS", "Row",
+    "method_label", "as_shown", "method_order", "budget_key",
     "budget_label", "row_key", "cell_text", "read_results", "write_results", "shared_work",
     "total_device_hours",
 ]

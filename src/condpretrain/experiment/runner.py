@@ -28,7 +28,7 @@ from condpretrain.config import (
     options,
 )
 from condpretrain.errors import CondPretrainError
-from condpretrain.experiment import selections
+from condpretrain.experiment import mixes, selections
 from condpretrain.experiment.grid import Cell, Layout, cells, run_finished, run_started
 from condpretrain.experiment.results import (
     BASELINES,
@@ -53,6 +53,7 @@ from condpretrain.experiment.selections import (
 )
 from condpretrain.experiment.steps import FINETUNE, PRETRAIN, SELECT, Step
 from condpretrain.log import get_logger, progress_bar
+from condpretrain.multi_target import merge_selections
 from condpretrain.registry import PRETRAIN_METHODS
 from condpretrain.selection import reselect, select
 from condpretrain.train.finetune import finetune
@@ -77,10 +78,13 @@ class Steps:
     reselect: Callable[..., Any]
     pretrain: Callable[..., Any]
     finetune: Callable[..., Any]
+    # a mixed target's subset from its parts' saved scores (scores nothing, so the
+    # fakes of the other four need none of their own)
+    merge: Callable[..., Any] = merge_selections
 
     @staticmethod
     def default() -> Steps:
-        return Steps(select, reselect, pretrain, finetune)
+        return Steps(select, reselect, pretrain, finetune, merge_selections)
 
     @staticmethod
     def refusing() -> Steps:
@@ -93,7 +97,8 @@ class Steps:
             return refuse
 
         return Steps(unfinished("select", 2), unfinished("select", 1),
-                     unfinished("pretrain", 1), unfinished("finetune", 1))
+                     unfinished("pretrain", 1), unfinished("finetune", 1),
+                     unfinished("select", 2))
 
 
 @dataclass
@@ -199,11 +204,13 @@ class Experiment:
         """One step by itself (a cluster job, which first checks that what the step needs
         is done): the calls of :meth:`run_cell`, each holding its run folder's lock."""
         cell = step.cell
-        if step.kind == SELECT:
+        if step.kind == SELECT and step.subset_for:
+            mixes.mix_select_step(self, step.subset_for, step.method, cell.seed, step.budgets)
+        elif step.kind == SELECT:
             selections.select_step(self, cell.target, step.method, cell.seed, step.budgets)
-        elif step.kind == PRETRAIN:
+        elif step.kind == PRETRAIN:  # a mix's subset: the one its parts' cells share
             subset = None if cell.method == ENTIRE_POOL else self.layout.subset_dir(
-                cell.target, cell.method, cell.budget, cell.seed) / "subset.csv"
+                cell.selected_for, cell.method, cell.budget, cell.seed) / "subset.csv"
             self.pretrained(cell, subset)
         elif step.kind == FINETUNE:
             init = None if cell.method == RANDOM_INIT else \
@@ -227,7 +234,9 @@ class Experiment:
         return {k: cell_text(v) for k, v in row.items()}
 
     def _select_into(self, row: dict[str, Any], cell: Cell) -> Path:
-        sel = self.selection(cell.target, cell.method, cell.budget, cell.seed)
+        sel = mixes.mix_selection(self, cell.subset_for, cell.method, cell.budget, cell.seed) \
+            if cell.subset_for else self.selection(cell.target, cell.method, cell.budget,
+                                                   cell.seed)
         row.update(selected=sel.selected, pool_size=sel.pool_size,
                    select_seconds=sel.seconds, select_device_hours=sel.device_hours,
                    select_shared=json.dumps(sel.shared, sort_keys=True),

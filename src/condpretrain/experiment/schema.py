@@ -40,6 +40,12 @@ from condpretrain.config.common import parse_fractions
 from condpretrain.config.options import Option, option, option_map, parse_mapping
 from condpretrain.config.select import method_choices, parse_method
 from condpretrain.errors import CondPretrainError
+from condpretrain.experiment.mix_schema import (
+    check_mix_policy,
+    check_mixes,
+    is_mix,
+    parse_mix_spec,
+)
 from condpretrain.experiment.results import BASELINES
 from condpretrain.experiment.slurm_schema import parse_slurm
 from condpretrain.registry import PRETRAIN_METHODS, SCORERS
@@ -65,13 +71,15 @@ def _all_or_none(value: Any) -> Any:
 # not depend on the target and serves them all.
 TARGET_SECTIONS = ("select", "finetune")
 
-TargetSpec = str | dict[str, Any]  # a folder, or {path: folder, <section>: {...}}
+# a folder, {path: folder, <section>: {...}}, or {mix: {target: share}} (mix_schema)
+TargetSpec = str | dict[str, Any]
 
 
 def _parse_targets(value: Any) -> dict[str, TargetSpec]:
-    """``{name: folder}``, ``{name: {path: folder, finetune: {...}}}``, or a list of
-    ``NAME=FOLDER`` or ``FOLDER`` (named after it). A section's options are checked
-    later, by :func:`parse_target`, with the sections of the file."""
+    """``{name: folder}``, ``{name: {path: folder, finetune: {...}}}``, ``{name: {mix:
+    {target: share}}}``, or a list of ``NAME=FOLDER`` or ``FOLDER`` (named after it). A
+    section's options are checked later, by :func:`parse_target`, with the sections of
+    the file; a mix's parts with the other targets (:func:`~.mix_schema.check_mixes`)."""
     if isinstance(value, dict):
         pairs = [(str(name), spec) for name, spec in value.items()]
     else:
@@ -91,6 +99,8 @@ def _target_spec(spec: Any, key: str) -> TargetSpec:
     if not isinstance(spec, dict):
         return _text(spec, key)
     spec = {str(k).replace("-", "_"): v for k, v in spec.items()}
+    if is_mix(spec):
+        return parse_mix_spec(spec, key)
     for name in spec:
         if name != "path" and name not in TARGET_SECTIONS:
             raise CondPretrainError(f"{key}.{name}: not settable per target (known: path, "
@@ -191,12 +201,19 @@ class ExperimentConfig:
 
     def target_path(self, name: str) -> str:
         spec = self.targets[name]
+        if is_mix(spec):  # its cells select for it, and fine-tune on its parts
+            raise CondPretrainError(f"targets.{name}: a mix of targets has no folder")
         return spec["path"] if isinstance(spec, dict) else spec
 
     def target_section(self, name: str, section: str) -> dict[str, Any]:
-        """The target's own options of ``section`` (none for a plain folder)."""
+        """The target's own options of ``section`` (none for a plain folder or a mix)."""
         spec = self.targets[name]
         return spec.get(section, {}) if isinstance(spec, dict) else {}
+
+    def mix_of(self, name: str) -> dict[str, float] | None:
+        """The parts of a mixed target with their shares (file order); None otherwise."""
+        spec = self.targets.get(name)
+        return dict(spec["mix"]) if is_mix(spec) else None
 
 
 @dataclass(frozen=True)
@@ -239,6 +256,7 @@ def parse_experiment(data: dict[str, Any], where: str = "experiment",
     if "targets" in values:
         values["targets"] = {name: parse_target(name, spec, where)
                              for name, spec in values["targets"].items()}
+        check_mixes(values["targets"], where)
     if "slurm" in values:
         values["slurm"] = parse_slurm(values["slurm"], where)
     config = _resolve_paths(ExperimentConfig(**values), base or Path.cwd())
@@ -264,7 +282,7 @@ def parse_section(section: Section, name: str, values: dict[str, Any], where: st
 
 def parse_target(name: str, spec: TargetSpec, where: str) -> TargetSpec:
     """A target's own sections, checked as the file's: ``targets.fmow.finetune.lr``."""
-    if not isinstance(spec, dict):
+    if not isinstance(spec, dict) or is_mix(spec):
         return spec
     return {"path": spec["path"],
             **{section: parse_section(SECTIONS[section], f"targets.{name}.{section}",
@@ -302,6 +320,8 @@ def _resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
 
 
 def _resolve_target(spec: TargetSpec, base: Path) -> TargetSpec:
+    if is_mix(spec):
+        return spec
     if isinstance(spec, dict):
         return {**spec, "path": str(_resolve(spec["path"], base))}
     return str(_resolve(spec, base))
@@ -337,6 +357,8 @@ def check_configs(config: ExperimentConfig, where: str = "experiment") -> None:
                                  **section_values(config, name, mode, target))
                 except CondPretrainError as exc:
                     raise CondPretrainError(f"{where}: {prefix}{name}: {exc}") from None
+    select = build_config(SelectConfig, config.preset, **section_values(config, "select"))
+    check_mix_policy(config.targets, select.policy, where)
 
 
 def section_values(config: ExperimentConfig, name: str, mode: str | None = None,

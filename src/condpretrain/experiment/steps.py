@@ -9,9 +9,11 @@ cells share is one step, run once:
   runner runs them, because they share ``OUT/cache/TARGET`` (the target-trained model,
   the pool's features): scoring two methods at once would train those twice. A fusion's
   step waits for its parts' scorings (a part the grid has no cells of is a step too,
-  with no budget of its own) and, reading no cache, is outside that chain;
+  with no budget of its own) and, reading no cache, is outside that chain. So is a
+  mixed target's (``Layout.selections_dir(MIX, method, seed)``): it merges every
+  budget's subset from its parts' scores, after their scorings;
 * ``pretrain`` - one run folder, after the selection it reads; the entire-pool run
-  serves every target and waits for nothing;
+  serves every target and waits for nothing, a mix's subset run each of its parts;
 * ``finetune`` - one cell, after the pre-training it starts from;
 * ``collect`` - ``results.csv``, after every fine-tuning, written by the local runner
   from the finished artefacts (see ``Experiment.run_step``).
@@ -23,7 +25,7 @@ nothing is run.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from condpretrain.experiment.grid import (
     Cell,
     Layout,
     cells,
+    mixes_of,
     run_finished,
     selection_done,
 )
@@ -53,14 +56,16 @@ COLLECT_MINUTES = 60
 @dataclass(frozen=True)
 class Step:
     """One job's work: ``folder`` (relative to OUT) is what it makes, ``cells`` the rows
-    it serves (in grid order; a scoring also serves the fusions of it), ``needs`` the ids
-    of the steps it waits for, ``method`` what a select step scores."""
+    it serves (in grid order; a scoring also serves the fusions and mixes of it),
+    ``needs`` the ids of the steps it waits for, ``method`` what a select step scores,
+    ``subset_for`` the mix a select step merges for instead (it scores nothing)."""
 
     kind: str
     folder: str
     cells: tuple[Cell, ...]
     needs: tuple[str, ...] = ()
     method: str = ""
+    subset_for: str = ""
 
     @property
     def id(self) -> str:
@@ -73,8 +78,10 @@ class Step:
 
     @property
     def budgets(self) -> list[float]:
-        """The budgets a select step re-selects: those of its own method's cells."""
-        return sorted({cell.budget for cell in self.cells if cell.method == self.method})
+        """The budgets a select step re-selects (or merges): those of its own method's
+        cells, a mix's for a mix's step, a target's own otherwise."""
+        return sorted({cell.budget for cell in self.cells if cell.method == self.method
+                       and cell.subset_for == self.subset_for})
 
 
 @dataclass
@@ -84,21 +91,30 @@ class _Draft:
     cells: list[Cell] = dataclasses.field(default_factory=list)
     needs: list[str] = dataclasses.field(default_factory=list)
     method: str = ""
+    subset_for: str = ""
 
 
-def step_graph(layout: Layout, grid: Sequence[Cell]) -> dict[str, Step]:
-    """The steps that ``grid``'s cells need, by id; a step comes after those it needs."""
+def step_graph(layout: Layout, grid: Sequence[Cell],
+               mixes: Mapping[str, Sequence[str]] | None = None) -> dict[str, Step]:
+    """The steps that ``grid``'s cells need, by id; a step comes after those it needs.
+    ``mixes``: each mixed target's parts (``grid.mixes_of``); by default those its
+    cells in ``grid`` fine-tune, which is all of them when ``grid`` is every cell."""
     drafts: dict[str, _Draft] = {}
     scorings: dict[str, list[str]] = {}  # target -> its select steps, in grid order
+    if mixes is None:
+        mixes = _parts_in(grid)
 
-    def add(kind: str, folder: Path, cell: Cell, *needs: str, method: str = "") -> str:
+    def add(kind: str, folder: Path, cell: Cell, *needs: str, method: str = "",
+            subset_for: str = "") -> str:
         relative = layout.relative(folder)
         key = f"{kind}:{relative}"
         if key not in drafts:
-            drafts[key] = _Draft(kind, relative, method=method)
-            if kind == SELECT and not fused_methods(method):  # a fusion reads no cache
+            drafts[key] = _Draft(kind, relative, method=method, subset_for=subset_for)
+            # a fusion or a mix reads no cache
+            if kind == SELECT and not fused_methods(method) and not subset_for:
                 scorings.setdefault(cell.target, []).append(key)
-        drafts[key].cells.append(cell)
+        if cell not in drafts[key].cells:  # a mix's merge names each part's cell for each
+            drafts[key].cells.append(cell)
         drafts[key].needs += [n for n in needs if n not in drafts[key].needs]
         return key
 
@@ -109,11 +125,20 @@ def step_graph(layout: Layout, grid: Sequence[Cell]) -> dict[str, Step]:
         return add(SELECT, layout.scores_dir(cell.target, method, cell.seed), cell, *parts,
                    method=method)
 
+    def merging(cell: Cell) -> str:
+        """The select step of the mix whose subset ``cell`` pre-trains on (every budget
+        of its method and seed), after each part's scoring of that method."""
+        mix = cell.subset_for
+        parts = [scoring(dataclasses.replace(cell, target=part), cell.method)
+                 for part in mixes.get(mix, [cell.target])]
+        return add(SELECT, layout.selections_dir(mix, cell.method, cell.seed), cell, *parts,
+                   method=cell.method, subset_for=mix)
+
     finetunes = []
     for cell in grid:
         needs: tuple[str, ...] = ()
         if cell.method not in BASELINES:
-            needs = (scoring(cell, cell.method),)
+            needs = (merging(cell) if cell.subset_for else scoring(cell, cell.method),)
         if cell.method != RANDOM_INIT:
             needs = (add(PRETRAIN, layout.pretrain_dir(cell), cell, *needs),)
         finetunes.append(add(FINETUNE, layout.finetune_dir(cell), cell, *needs))
@@ -124,8 +149,17 @@ def step_graph(layout: Layout, grid: Sequence[Cell]) -> dict[str, Step]:
         drafts[COLLECT] = _Draft(COLLECT, "", list(grid), finetunes)
     order = {SELECT: 0, PRETRAIN: 1, FINETUNE: 2, COLLECT: 3}
     ranked = sorted(drafts.items(), key=lambda item: order[item[1].kind])  # stable
-    return {key: Step(d.kind, d.folder, tuple(d.cells), tuple(d.needs), d.method)
-            for key, d in ranked}
+    return {key: Step(d.kind, d.folder, tuple(d.cells), tuple(d.needs), d.method,
+                      d.subset_for) for key, d in ranked}
+
+
+def _parts_in(grid: Sequence[Cell]) -> dict[str, list[str]]:
+    """Each mix's parts as its cells in ``grid`` name them (file order)."""
+    parts: dict[str, list[str]] = {}
+    for cell in grid:
+        if cell.subset_for and cell.target not in parts.setdefault(cell.subset_for, []):
+            parts[cell.subset_for].append(cell.target)
+    return parts
 
 
 def finished(step: Step, layout: Layout, done: set[tuple[str, ...]]) -> bool:
@@ -134,6 +168,10 @@ def finished(step: Step, layout: Layout, done: set[tuple[str, ...]]) -> bool:
     if all(cell.key in done for cell in step.cells):
         return True
     folder = layout.out / step.folder
+    if step.kind == SELECT and step.subset_for:  # a mix's: its merged subsets
+        return all(selection_done(layout.subset_dir(step.subset_for, step.method, budget,
+                                                    step.cell.seed))
+                   for budget in step.budgets)
     if step.kind == SELECT:
         cell = step.cell
         return selection_done(folder) and all(
@@ -156,7 +194,7 @@ def pending(config: ExperimentConfig, layout: Layout) -> dict[str, Step]:
     less the artefacts already finished; a need on finished work is dropped."""
     done = done_keys(layout.out)
     todo = [cell for cell in cells(config) if cell.key not in done]
-    graph = step_graph(layout, todo)
+    graph = step_graph(layout, todo, mixes_of(config))
     left = {key: step for key, step in graph.items() if not finished(step, layout, done)}
     return {key: dataclasses.replace(step, needs=tuple(n for n in step.needs if n in left))
             for key, step in left.items()}

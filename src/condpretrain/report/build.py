@@ -13,6 +13,7 @@ from condpretrain import atomic
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.results import (
     RESULTS_FILE,
+    as_shown,
     budget_key,
     budget_label,
     method_label,
@@ -63,7 +64,7 @@ def write_report(out_dir: str | Path) -> ReportResult:
     results = out / RESULTS_FILE
     if not results.is_file():
         raise CondPretrainError(f"{out}: no {RESULTS_FILE} here; run `condpretrain run` first")
-    rows = read_results(results)
+    rows = as_shown(read_results(results))
     if not rows:
         raise CondPretrainError(f"{results}: the results table has no rows yet")
     title = f"Conditional pre-training: {_experiment_name(out)}"
