@@ -34,11 +34,11 @@ from condpretrain.config import SelectConfig
 from condpretrain.data.sources import ImageIndex, Target
 from condpretrain.errors import CondPretrainError
 from condpretrain.features.embeddings import (
-    META,
     PoolEmbeddings,
     content_key,
     embeddings_for,
     normalise,
+    read_cached,
 )
 from condpretrain.features.npy import read_embeddings
 from condpretrain.log import get_logger
@@ -183,25 +183,9 @@ def _batches(rows: PoolEmbeddings) -> Iterator[tuple[int, np.ndarray]]:
 
 
 def _shard_folder(folder: Path, pool_size: int) -> GroupEmbeddings:
-    """A cached embeddings folder read back (memory-mapped), by its documented layout:
-    ``meta.json`` (images, shard_size) and ``shard-NNNNNN.npy``."""
-    if not (folder / META).is_file():
-        raise CondPretrainError(f"{OPTION}: the pool embeddings {folder} are gone (was the "
-                                "cache cleared?); run select again to compute them")
-    meta = atomic.read_json(folder / META)
-    if int(meta.get("images", -1)) != pool_size:
-        raise CondPretrainError(f"{OPTION}: {folder} holds embeddings of {meta.get('images')} "
-                                f"images, not of this pool's {pool_size}")
-    size = int(meta["shard_size"])
-    shards = []
-    for shard in range(max(1, -(-pool_size // size))):
-        path = folder / f"shard-{shard:06d}.npy"
-        if not path.is_file():
-            raise CondPretrainError(f"{OPTION}: {path} is missing (the embeddings were not "
-                                    "finished); run select again to compute them")
-        shards.append(np.load(path, mmap_mode="r", allow_pickle=False))
-    # the folder's name hashes the features and the pool: it names the content
-    return GroupEmbeddings(PoolEmbeddings(shards, size, {}, folder), str(folder), folder.name,
+    """A cached embeddings folder read back; the folder's name hashes the features and
+    the pool, so it names the content."""
+    return GroupEmbeddings(read_cached(folder, pool_size, OPTION), str(folder), folder.name,
                            folder)
 
 

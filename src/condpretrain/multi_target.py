@@ -44,10 +44,10 @@ from condpretrain.selection import (
     SUBSET_CSV,
     SelectionResult,
     budget_size,
-    library_versions,
     read_selection,
     select,
 )
+from condpretrain.version import library_versions
 
 log = get_logger(__name__)
 
@@ -180,13 +180,9 @@ def select_multi(sources: list[str] | str, targets: dict[str, str], out: str | P
             select(sources, targets[name], out / TARGETS_DIR / name, config)
         if not is_main_process():  # rank 0 merges; the others only helped score
             return SelectionResult(out, out / SUBSET_CSV, 0, 0, time.perf_counter() - started)
-        return _merge_and_write(sources, targets, shares, out, config, started)
-
-
-def _merge_and_write(sources: list[str] | str, targets: dict[str, str], shares: list[float],
-                     out: Path, config: SelectConfig, started: float) -> SelectionResult:
-    folders = {name: out / TARGETS_DIR / name for name in targets}
-    return merge_selections(folders, shares, out, config, sources, targets, started=started)
+        # the lock is held already: the merge itself, not merge_selections
+        return _merge({name: out / TARGETS_DIR / name for name in names}, shares, out, config,
+                      sources, targets, "--target", started)
 
 
 def merge_selections(folders: dict[str, Path], shares: list[float], out: str | Path,
@@ -200,7 +196,7 @@ def merge_selections(folders: dict[str, Path], shares: list[float], out: str | P
     its targets' own saved scores with it."""
     out = Path(out)
     started = time.perf_counter() if started is None else started
-    with runlock.hold(out, option=option):  # a no-op inside select_multi, which holds it
+    with runlock.hold(out, option=option):
         return _merge(folders, shares, out, config, sources, targets, option, started)
 
 

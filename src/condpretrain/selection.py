@@ -20,7 +20,6 @@ run writes it (:mod:`condpretrain.runlock`).
 from __future__ import annotations
 
 import dataclasses
-import platform
 import shutil
 import time
 from contextlib import contextmanager
@@ -50,7 +49,7 @@ from condpretrain.scoring import ScoringContext, create_scorer
 from condpretrain.scoring.cost import device_hours
 from condpretrain.scoring.fuse import SavedScores, fuse
 from condpretrain.scoring.runner import score_pool
-from condpretrain.version import __version__
+from condpretrain.version import library_versions
 
 log = get_logger(__name__)
 
@@ -363,17 +362,6 @@ def write_subset_shards(selection_dir: str | Path, per_shard: int = 10_000) -> l
         return write_shards(subset.paths, subset.labels, selection_dir / "shards", per_shard)
     except OSError as exc:
         raise CondPretrainError(f"--write-shards: cannot copy an image ({exc})") from None
-
-
-def library_versions() -> dict[str, str]:
-    import faiss
-    import PIL
-    import torch
-    import torchvision
-
-    return {"condpretrain": __version__, "python": platform.python_version(),
-            "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": np.__version__, "faiss": faiss.__version__, "pillow": PIL.__version__}
 
 
 def _write_subset(path: Path, pool: ImageIndex, scores: np.ndarray, chosen: np.ndarray) -> None:

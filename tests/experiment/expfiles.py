@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from condpretrain import atomic
+from condpretrain.data.sources import ImageIndex, write_index_csv
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment import load_experiment
 
@@ -24,3 +27,13 @@ def refused(path: Path, key: str) -> str:
 def write_yaml(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def write_scored(out: Path, pool: ImageIndex, scores: np.ndarray, top: int = 3) -> None:
+    """A fake select's files: the pool, its scores and the ``top`` best as the subset."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_index_csv(out / "pool.csv", pool)
+    atomic.save_npy(out / "scores.npy", scores)
+    chosen = np.argsort(-scores, kind="stable")[:top]
+    write_index_csv(out / "subset.csv", pool.take(chosen), score=scores[chosen],
+                    rank=np.arange(1, top + 1))

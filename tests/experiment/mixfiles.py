@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from expfiles import write_scored
 from fake_steps import FakePipeline
 
 from condpretrain import atomic
 from condpretrain.config import to_dict
 from condpretrain.config.select import fused_methods
-from condpretrain.data.sources import open_pool, write_index_csv
+from condpretrain.data.sources import open_pool
 from condpretrain.experiment import Steps
 from condpretrain.multi_target import merge_selections
 from condpretrain.registry import SCORERS
@@ -52,12 +53,7 @@ class MixPipeline(FakePipeline):
         scores = np.array([zlib.crc32(f"{config.method}{p}".encode()) % 100
                            + (1000 if self.prefer[target] in p else 0) for p in pool.paths],
                           dtype=np.float32)
-        out.mkdir(parents=True, exist_ok=True)
-        write_index_csv(out / "pool.csv", pool)
-        atomic.save_npy(out / "scores.npy", scores)
-        chosen = np.argsort(-scores, kind="stable")[:3]
-        write_index_csv(out / "subset.csv", pool.take(chosen), score=scores[chosen],
-                        rank=np.arange(1, 4))
+        write_scored(out, pool, scores)
         atomic.write_json(out / "selection.json", {
             "method": config.method, "parameters": to_dict(config), "seed": config.seed,
             "target": target, "pool_size": len(pool), "selected": 3,

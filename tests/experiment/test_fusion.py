@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from expfiles import refused, write_yaml
+from expfiles import refused, write_scored, write_yaml
 from fake_steps import FakePipeline
 
 from condpretrain import atomic
 from condpretrain.config import SelectConfig, build_config, to_dict
 from condpretrain.config.select import fused_methods
-from condpretrain.data.sources import open_pool, write_index_csv
+from condpretrain.data.sources import open_pool
 from condpretrain.experiment import Layout, cells, load_experiment, method_label, read_results, run
 from condpretrain.experiment.results import shared_work, total_device_hours
 from condpretrain.experiment.runner import Experiment
@@ -44,12 +44,7 @@ class SavedScoresPipeline(FakePipeline):
         pool = open_pool(sources)
         scores = np.array([zlib.crc32(f"{config.method}{config.seed}{p}".encode()) % 997
                            for p in pool.paths], dtype=np.float32)
-        out.mkdir(parents=True, exist_ok=True)
-        write_index_csv(out / "pool.csv", pool)
-        atomic.save_npy(out / "scores.npy", scores)
-        chosen = np.argsort(-scores, kind="stable")[:3]
-        write_index_csv(out / "subset.csv", pool.take(chosen), score=scores[chosen],
-                        rank=np.arange(1, 4))
+        write_scored(out, pool, scores)
         model = {"key": "target-model", "seconds": MODEL_HOURS * 3600, "processes": 1,
                  "device_hours": MODEL_HOURS}
         atomic.write_json(out / "selection.json", {

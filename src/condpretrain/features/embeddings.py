@@ -187,6 +187,27 @@ def _compute_shard(folder: Path, shard: int, part: ImageIndex, extractor: nn.Mod
     atomic.save_npy(_shard(folder, shard), features.astype(np.float16))
 
 
+def read_cached(folder: Path, pool_size: int, option: str) -> PoolEmbeddings:
+    """A finished embeddings folder of a pool of ``pool_size`` images, read back
+    (memory-mapped) without computing anything; a one-line error naming ``option`` when
+    it is gone, of another pool or unfinished."""
+    if not (folder / META).is_file():
+        raise CondPretrainError(f"{option}: the pool embeddings {folder} are gone (was the "
+                                "cache cleared?); run select again to compute them")
+    meta = atomic.read_json(folder / META)
+    if int(meta.get("images", -1)) != pool_size:
+        raise CondPretrainError(f"{option}: {folder} holds embeddings of {meta.get('images')} "
+                                f"images, not of this pool's {pool_size}")
+    size = int(meta["shard_size"])
+    count = max(1, -(-pool_size // size))
+    missing = [s for s in range(count) if not _shard(folder, s).is_file()]
+    if missing:
+        raise CondPretrainError(f"{option}: {_shard(folder, missing[0])} is missing (the "
+                                "embeddings were not finished); run select again to compute "
+                                "them")
+    return _read_folder(folder, count, size, computed_here=False)
+
+
 def _read_folder(folder: Path, count: int, size: int, computed_here: bool) -> PoolEmbeddings:
     shards, skipped, seconds = [], {}, 0.0
     for s in range(count):
@@ -276,4 +297,4 @@ def _npy_embeddings(path: str, target_path: str | None, pool: ImageIndex, target
 
 
 __all__ = ["PoolEmbeddings", "content_key", "embed_images", "embeddings_for", "normalise",
-           "parse_features", "pool_embeddings"]
+           "parse_features", "pool_embeddings", "read_cached"]
