@@ -32,6 +32,7 @@ import numpy as np
 from condpretrain import atomic, eval_duplicates, groups, runlock
 from condpretrain.config import SelectConfig, to_dict
 from condpretrain.config.select import fused_methods
+from condpretrain.data.device_decode import decode_device
 from condpretrain.data.shards import write_shards
 from condpretrain.data.sources import (
     ImageIndex,
@@ -124,6 +125,7 @@ def select(
 def _select(sources: list[str] | str, target: str | None, out: Path, config: SelectConfig,
             dist: DistContext, device: Any, started: float) -> int:
     """Score, rank and (rank 0) write the output set; the pool's size."""
+    decode_device(config.decode, device)  # --decode gpu off CUDA: refused before any work
     timings: dict[str, float] = {}
     with _timed(timings, "index"):
         pool = open_pool(sources)

@@ -68,6 +68,9 @@ def test_bad_inputs_are_one_line_errors(two_part_pool, stripes_target, tmp_path)
         (["--source", str(two_part_pool), "--target", str(stripes_target), "--count", "3",
           "--features-from", str(tmp_path / "none.pt"), "--method", "clustering-avg"],
          "--features-from: no such checkpoint"),
+        (["--source", str(two_part_pool), "--target", str(stripes_target), "--count", "3",
+          "--method", "domain-classifier", "--device", "cpu", "--decode", "gpu"],
+         "--decode gpu: scoring runs on cpu, not CUDA"),
     ]
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("methd: random\n")

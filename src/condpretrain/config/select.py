@@ -37,6 +37,11 @@ class SelectConfig(Config):
     workers: int = common.workers()
     device: str = common.device()
     amp: bool = common.amp(neutral=True)
+    # Neutral like amp: the two decoders' resizes differ in the last bits only.
+    decode: str = option("auto", "where pool images are decoded when scoring: gpu (JPEGs "
+                         "batched by nvJPEG on the scoring device, other files by Pillow), "
+                         "cpu (Pillow in the DataLoader workers), auto (gpu on CUDA)",
+                         choices=("auto", "cpu", "gpu"), neutral=True)
     deterministic: bool = common.deterministic()
     max_image_pixels: int = common.max_image_pixels()
     cache_dir: str | None = option(None, "where the scorer models are cached (OUT/cache when "

@@ -85,6 +85,19 @@ def _open_source(path: str) -> str | io.BytesIO:
     return path
 
 
+def read_source(path: str) -> bytes:
+    """The bytes of ``path`` (a regular file or a shard member), or
+    :class:`UnreadableImageError`: what a decoder elsewhere (the GPU's) is handed."""
+    try:
+        source = _open_source(path)
+        if isinstance(source, io.BytesIO):
+            return source.getvalue()
+        with open(source, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise UnreadableImageError(f"{path}: {exc}") from None
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image

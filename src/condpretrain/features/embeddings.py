@@ -27,12 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from condpretrain import atomic
-from condpretrain.data.images import ImageDataset, eval_transform
+from condpretrain.data.device_decode import scoring_batches
 from condpretrain.data.sources import ImageIndex, Target
-from condpretrain.device import autocast, to_device
+from condpretrain.device import autocast
 from condpretrain.dist import DistContext, barrier
 from condpretrain.errors import CondPretrainError
 from condpretrain.features.base import FEATURES, FeatureContext
@@ -105,24 +104,18 @@ def embed_images(index: ImageIndex, extractor: nn.Module, context: FeatureContex
                  dim: int, desc: str) -> tuple[np.ndarray, dict[str, str]]:
     """L2-normalised float32 features of every image, streamed; NaN rows (and their reason
     in the returned dict) for files that could not be read."""
-    config = context.config
-    dataset = ImageDataset(index.paths, eval_transform(config.filter_resolution),
-                           max_pixels=config.max_image_pixels)
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False,
-                        num_workers=config.workers, pin_memory=context.device.type == "cuda")
     out = np.full((len(index), dim), np.nan, dtype=np.float32)
     skipped: dict[str, str] = {}
     with torch.inference_mode(), progress_bar(len(index), desc=desc, unit="img") as bar:
-        for images, _, rows, errors in loader:
-            with autocast(context.device, config.amp):
-                features = extractor(to_device(images, context.device))
-            values = nn.functional.normalize(features.float(), dim=1).cpu().numpy()
-            for row, value, error in zip(rows.tolist(), values, errors, strict=True):
-                if error:
-                    skipped[index.paths[row]] = error
-                else:
-                    out[row] = value
-            bar.update(len(rows))
+        for batch in scoring_batches(index, context.config, context.device):
+            good = batch.good
+            if good.any():
+                with autocast(context.device, context.config.amp):
+                    features = extractor(batch.images)
+                out[batch.rows[good]] = nn.functional.normalize(features.float(), dim=1).cpu().numpy()
+            skipped.update((index.paths[row], error)
+                           for row, error in zip(batch.rows, batch.errors, strict=True) if error)
+            bar.update(len(batch.rows))
     return out, skipped
 
 

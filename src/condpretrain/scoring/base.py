@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from condpretrain.data.images import ImageDataset, eval_transform
+from condpretrain.data.device_decode import scoring_batches
 from condpretrain.data.sources import ImageIndex, Target
-from condpretrain.device import autocast, to_device
+from condpretrain.device import autocast
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger, progress_bar
 from condpretrain.registry import LAST, SCORERS
@@ -90,21 +89,16 @@ def map_images(
     (which are also recorded in ``context.skipped``). Memory is the output array plus a
     few batches in flight, whatever the size of the pool.
     """
-    config = context.config
-    dataset = ImageDataset(index.paths, eval_transform(config.filter_resolution),
-                           max_pixels=config.max_image_pixels)
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False,
-                        num_workers=config.workers, pin_memory=context.device.type == "cuda",
-                        persistent_workers=False)
     out = np.full((len(index), width), np.nan, dtype=np.float32)
     with torch.inference_mode(), progress_bar(len(index), desc=desc, unit="img") as bar:
-        for images, _, indices, errors in loader:
-            with autocast(context.device, config.amp):
-                values = fn(to_device(images, context.device))
-            good = np.array([not e for e in errors], dtype=bool)
-            rows = indices.numpy()
-            out[rows[good]] = values.float().cpu().numpy().reshape(len(rows), width)[good]
-            for row, error in zip(rows[~good], np.asarray(errors, dtype=object)[~good], strict=True):
-                context.skipped[index.paths[row]] = error
-            bar.update(len(rows))
+        for batch in scoring_batches(index, context.config, context.device):
+            good = batch.good
+            if good.any():
+                with autocast(context.device, context.config.amp):
+                    values = fn(batch.images)
+                out[batch.rows[good]] = values.float().cpu().numpy().reshape(-1, width)
+            for row, error in zip(batch.rows, batch.errors, strict=True):
+                if error:
+                    context.skipped[index.paths[row]] = error
+            bar.update(len(batch.rows))
     return out
