@@ -40,6 +40,13 @@ def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Modu
     return model
 
 
+def compile_model(model: torch.nn.Module, enabled: bool) -> torch.nn.Module:
+    """``--compile``: the model behind torch.compile (inductor), wrapped after DDP as
+    PyTorch recommends so DDP's bucketing still overlaps the all-reduce with the backward.
+    The wrapper shares the model's parameters; ``dist.unwrap`` reaches the model inside."""
+    return torch.compile(model) if enabled else model
+
+
 def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     batch = batch.to(device, non_blocking=True)
     if device.type == "cuda" and batch.dim() == 4:

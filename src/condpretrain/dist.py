@@ -152,6 +152,9 @@ def wrap_ddp(model: nn.Module, device: torch.device, ctx: DistContext,
 
 
 def unwrap(model: nn.Module) -> nn.Module:
+    """The model itself, inside torch.compile's wrapper (``--compile``, whose state_dict
+    keys carry an ``_orig_mod.`` prefix) and DDP's (``module.``)."""
+    model = getattr(model, "_orig_mod", model)
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 

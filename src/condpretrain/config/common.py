@@ -39,6 +39,12 @@ def max_image_pixels() -> Any:
     return option(PILLOW_PIXEL_LIMIT, "skip larger images as decompression bombs", low=1)
 
 
+def compile_model() -> Any:
+    return option(False, "torch.compile the training model (inductor; the first steps wait a "
+                  "minute or two while it compiles); off by default until measured on a GPU",
+                  neutral=True)
+
+
 def deterministic() -> Any:
     return option(False, "the same seed gives the same numbers on a GPU too: deterministic "
                   "cuDNN/cuBLAS kernels and no cuDNN autotuning (slower)")

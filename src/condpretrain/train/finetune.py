@@ -20,7 +20,7 @@ import torch
 from condpretrain import atomic, runlock
 from condpretrain.config import FinetuneConfig, to_dict
 from condpretrain.data.sources import open_target
-from condpretrain.device import device_kind, prepare_model, seed_everything
+from condpretrain.device import compile_model, device_kind, prepare_model, seed_everything
 from condpretrain.dist import DistContext, all_reduce_sum, distributed, unwrap, wrap_ddp
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
@@ -117,7 +117,8 @@ def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool,
     if test is not None:
         test_set = AugmentedDataset(source(test.paths), eval_crop(config.resolution),
                                     test.label_ids(classes), seed=config.seed)
-    trainer = Trainer(SupervisedTask(wrap_ddp(model, device, ctx)), *optimizer_for(model, config),
+    trainer = Trainer(SupervisedTask(compile_model(wrap_ddp(model, device, ctx), config.compile)),
+                      *optimizer_for(model, config),
                       device, config.amp, desc="finetune", dist_ctx=ctx)
     resumed = restore(run, trainer, resume)
     info = {"command": "finetune", "arch": config.arch, "resolution": config.resolution,

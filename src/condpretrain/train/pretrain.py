@@ -17,7 +17,7 @@ import torch
 from condpretrain import runlock
 from condpretrain.config import PretrainConfig, to_dict
 from condpretrain.data.sources import ImageIndex, open_pool, read_index_csv
-from condpretrain.device import device_kind, prepare_model, seed_everything
+from condpretrain.device import compile_model, device_kind, prepare_model, seed_everything
 from condpretrain.dist import DistContext, distributed, wrap_ddp
 from condpretrain.errors import CondPretrainError
 from condpretrain.models import build_resnet, flops_per_image, load_backbone, save_backbone
@@ -76,7 +76,8 @@ def _pretrain(sources, out: Path, method: PretrainMethod, subset, resume: bool,
                                views=method.views)
     optimizer = torch.optim.SGD(model.parameters(), lr=method.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
-    trainer = Trainer(method.task(wrap_ddp(model, device, ctx)), optimizer,
+    trainer = Trainer(method.task(compile_model(wrap_ddp(model, device, ctx), config.compile)),
+                      optimizer,
                       method.scheduler(optimizer), device, config.amp, desc="pretrain",
                       dist_ctx=ctx)
     resumed = restore(run, trainer, resume)

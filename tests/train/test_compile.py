@@ -1,0 +1,92 @@
+"""``--compile``: torch.compile changes how fast a step runs, never what is trained or saved.
+
+The tests compile with dynamo's ``eager`` backend: the same graph capture and wrapper as
+inductor (the ``_orig_mod.`` keys, the wrapper around DDP's model), without minutes of C++
+compilation on a 2-core CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import kill_after, tiny_finetune, tiny_pretrain
+
+from condpretrain import device as device_module
+from condpretrain.dist import unwrap
+from condpretrain.models import resnet10
+from condpretrain.train.finetune import finetune
+from condpretrain.train.pretrain import pretrain
+
+
+@pytest.fixture
+def eager_compile(monkeypatch) -> list[torch.nn.Module]:
+    """torch.compile with the eager backend; the models it was asked to compile."""
+    compiled: list[torch.nn.Module] = []
+    real = torch.compile
+
+    def compile_eagerly(model, **kwargs):
+        compiled.append(model)
+        return real(model, backend="eager", **kwargs)
+
+    monkeypatch.setattr(device_module.torch, "compile", compile_eagerly)
+    torch._dynamo.reset()
+    yield compiled
+    torch._dynamo.reset()
+
+
+def _weights(path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)
+
+
+def test_unwrap_reaches_the_model_inside_the_compile_wrapper(eager_compile):
+    model = resnet10()
+    wrapped = device_module.compile_model(model, True)
+    assert wrapped is not model and unwrap(wrapped) is model
+    assert any(key.startswith("_orig_mod.") for key in wrapped.state_dict())
+    assert device_module.compile_model(model, False) is model
+
+
+@pytest.mark.parametrize("mode", ["supervised", "moco"])
+def test_compiled_pretraining_trains_and_saves_what_plain_pretraining_does(
+        pool4, tmp_path, eager_compile, mode):
+    config = tiny_pretrain(mode=mode, epochs=2, batch_size=24, checkpoint_minutes=0)
+    pretrain(str(pool4), tmp_path / "plain", config)
+    assert not eager_compile
+    pretrain(str(pool4), tmp_path / "compiled", tiny_pretrain(
+        mode=mode, epochs=2, batch_size=24, checkpoint_minutes=0, compile=True))
+    assert len(eager_compile) == 1
+    plain, compiled = _weights(tmp_path / "plain" / "backbone.pt"), \
+        _weights(tmp_path / "compiled" / "backbone.pt")
+    assert sorted(plain) == sorted(compiled)
+    for key in plain:
+        torch.testing.assert_close(compiled[key], plain[key])
+    # the training checkpoint holds the model's own keys, not the wrapper's
+    state = torch.load(tmp_path / "compiled" / "checkpoint.pt", weights_only=False)
+    assert not any("_orig_mod" in key for key in state["model"])
+
+
+def test_a_compiled_run_resumes_without_compile_and_ends_where_an_uninterrupted_run_does(
+        pool4, tmp_path, monkeypatch, eager_compile):
+    config = tiny_pretrain(epochs=2, batch_size=24, checkpoint_minutes=0)
+    pretrain(str(pool4), tmp_path / "whole", config)
+    kill_after(monkeypatch, 3)
+    with pytest.raises(RuntimeError, match="injected kill"):
+        pretrain(str(pool4), tmp_path / "run", tiny_pretrain(
+            epochs=2, batch_size=24, checkpoint_minutes=0, compile=True))
+    monkeypatch.undo()
+    pretrain(str(pool4), tmp_path / "run", config, resume=True)  # --compile is neutral
+    whole, resumed = _weights(tmp_path / "whole" / "backbone.pt"), \
+        _weights(tmp_path / "run" / "backbone.pt")
+    for key in whole:
+        torch.testing.assert_close(resumed[key], whole[key])
+
+
+def test_compiled_finetuning_reports_what_plain_finetuning_does(target6, tmp_path, eager_compile):
+    plain = finetune(str(target6), tmp_path / "plain", tiny_finetune())
+    compiled = finetune(str(target6), tmp_path / "compiled", tiny_finetune(compile=True))
+    assert len(eager_compile) == 1
+    assert compiled.result["top1"] == pytest.approx(plain.result["top1"])
+    trained, reference = _weights(tmp_path / "compiled" / "model_last.pt"), \
+        _weights(tmp_path / "plain" / "model_last.pt")
+    assert sorted(trained) == sorted(reference)  # torchvision's keys, no _orig_mod.
+    for key in reference:
+        torch.testing.assert_close(trained[key], reference[key])
