@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from condpretrain import atomic
 from condpretrain.config import SelectConfig
 from condpretrain.data.sources import ImageIndex, Target
 from condpretrain.errors import CondPretrainError
+from condpretrain.faiss_device import flat_index, on_cuda
 from condpretrain.features.embeddings import (
     PoolEmbeddings,
     content_key,
@@ -118,13 +118,13 @@ def feature_grouping(source: GroupEmbeddings | None, config: SelectConfig) -> Gr
     if source is None:
         return None
     ids, info = cluster_assignment(source, config.balance_clusters, config.kmeans_iters,
-                                   config.seed)
+                                   config.seed, on_cuda(config.device))
     return Grouping(ids, "features", {"clusters": info["clusters"], "sample": info["sample"],
                                       "embeddings": source.name})
 
 
-def cluster_assignment(source: GroupEmbeddings, clusters: int, iterations: int, seed: int
-                       ) -> tuple[np.ndarray, dict[str, Any]]:
+def cluster_assignment(source: GroupEmbeddings, clusters: int, iterations: int, seed: int,
+                       cuda: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """Each pool row's cluster (-1: no embedding) and its record; computed once per
     (embeddings, K, seed, iterations), then read back."""
     key = content_key({"embeddings": source.identity, "clusters": clusters, "seed": seed,
@@ -137,7 +137,7 @@ def cluster_assignment(source: GroupEmbeddings, clusters: int, iterations: int, 
             log.info("%s: reusing the cluster assignment %s", OPTION, path)
             return ids.astype(np.int64), atomic.read_json(sidecar)
     started = time.perf_counter()
-    ids, used, sample = assign_clusters(source.rows, clusters, iterations, seed)
+    ids, used, sample = assign_clusters(source.rows, clusters, iterations, seed, cuda)
     info = {"clusters": used, "requested": clusters, "sample": sample, "seed": seed,
             "iterations": iterations, "rows": len(ids), "embeddings": source.name,
             "seconds": round(time.perf_counter() - started, 3)}
@@ -147,8 +147,8 @@ def cluster_assignment(source: GroupEmbeddings, clusters: int, iterations: int, 
     return ids, info
 
 
-def assign_clusters(rows: PoolEmbeddings, clusters: int, iterations: int, seed: int
-                    ) -> tuple[np.ndarray, int, int]:
+def assign_clusters(rows: PoolEmbeddings, clusters: int, iterations: int, seed: int,
+                    cuda: bool = False) -> tuple[np.ndarray, int, int]:
     """(cluster of every row, -1 without an embedding; K used; rows k-means was fitted on)."""
     readable = np.zeros(len(rows), dtype=bool)
     for start, batch in _batches(rows):
@@ -164,9 +164,8 @@ def assign_clusters(rows: PoolEmbeddings, clusters: int, iterations: int, seed: 
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(np.flatnonzero(readable), min(count, SAMPLE_PER_CLUSTER * k),
                                 replace=False))
-    centres = fit_centres(normalise(rows.rows(sample)), k, iterations, seed)
-    index = faiss.IndexFlatL2(centres.shape[1])
-    index.add(np.ascontiguousarray(centres, dtype=np.float32))
+    centres = fit_centres(normalise(rows.rows(sample)), k, iterations, seed, cuda)
+    index = flat_index(centres, "l2", cuda)
     for start, batch in _batches(rows):
         ok = readable[start:start + len(batch)]
         if ok.any():

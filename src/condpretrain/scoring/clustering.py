@@ -21,6 +21,7 @@ import torch
 
 from condpretrain.config import SelectConfig
 from condpretrain.data.sources import ImageIndex, Target
+from condpretrain.faiss_device import flat_index, gpu_available
 from condpretrain.features import feature_extractor
 from condpretrain.features.embeddings import feature_dim
 from condpretrain.log import get_logger
@@ -30,15 +31,18 @@ from condpretrain.scoring.knn import EmbeddingScorer
 log = get_logger(__name__)
 
 
-def fit_centres(features: np.ndarray, clusters: int, iterations: int, seed: int) -> np.ndarray:
-    """faiss k-means on every feature (no silent subsampling), K clamped to the data."""
+def fit_centres(features: np.ndarray, clusters: int, iterations: int, seed: int,
+                on_cuda: bool = False) -> np.ndarray:
+    """faiss k-means on every feature (no silent subsampling), K clamped to the data; on
+    the GPU for a selection on CUDA when faiss has one."""
     features = features[~np.isnan(features).any(axis=1)]
     k = min(clusters, len(features))
     if k < clusters:
         log.warning("only %d target images: using K=%d clusters instead of %d",
                     len(features), k, clusters)
     kmeans = faiss.Kmeans(features.shape[1], k, niter=iterations, seed=seed, verbose=False,
-                          max_points_per_centroid=max(256, len(features)), min_points_per_centroid=1)
+                          max_points_per_centroid=max(256, len(features)), min_points_per_centroid=1,
+                          gpu=gpu_available(on_cuda))
     kmeans.train(np.ascontiguousarray(features, dtype=np.float32))
     return kmeans.centroids
 
@@ -66,18 +70,19 @@ class _ClusteringScorer(EmbeddingScorer):
         self.extractor = feature_extractor(target, self.context)
         dim = feature_dim(self.extractor, self.context)
         features = map_images(target.train, self.context, self._embed, dim, "target features")
-        self._fit_index(fit_centres(features, config.clusters, config.kmeans_iters, config.seed))
+        self._fit_index(fit_centres(features, config.clusters, config.kmeans_iters, config.seed,
+                                    self.context.device.type == "cuda"))
 
     def _fit_index(self, centres: np.ndarray) -> None:
         self.centres = centres
-        self.index = faiss.IndexFlatL2(centres.shape[1])
-        self.index.add(self.centres)
+        self.index = flat_index(centres, "l2", self.context.device.type == "cuda")
         self.context.models_used["kmeans"] = {"clusters": int(len(self.centres)),
                                               "iterations": self.context.config.kmeans_iters}
 
     def fit_embeddings(self, target: np.ndarray) -> None:
         config = self.context.config
-        self._fit_index(fit_centres(target, config.clusters, config.kmeans_iters, config.seed))
+        self._fit_index(fit_centres(target, config.clusters, config.kmeans_iters, config.seed,
+                                    self.context.device.type == "cuda"))
 
     def score_embeddings(self, rows: np.ndarray) -> np.ndarray:
         return -self.reduce(self._distances(rows))

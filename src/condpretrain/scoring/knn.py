@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import faiss
 import numpy as np
 
 from condpretrain.data.sources import ImageIndex, Target
+from condpretrain.faiss_device import flat_index
 from condpretrain.features.embeddings import embeddings_for, normalise
 from condpretrain.log import get_logger
 from condpretrain.scoring.base import SCORERS, Scorer
@@ -67,19 +67,10 @@ class KnnScorer(EmbeddingScorer):
         self.k = min(self.context.config.knn_k, len(target))
         if self.k < self.context.config.knn_k:
             log.warning("only %d readable target images: knn uses k=%d", len(target), self.k)
-        self.index = _flat_inner_product(target, self.context.device.type == "cuda")
+        self.index = flat_index(target, "ip", self.context.device.type == "cuda")
         self.context.models_used["knn"] = {"k": self.k, "target_rows": len(target)}
 
     def score_embeddings(self, rows: np.ndarray) -> np.ndarray:
         similarities, _ = self.index.search(rows, self.k)
         return similarities.mean(axis=1)
 
-
-def _flat_inner_product(vectors: np.ndarray, on_cuda: bool) -> faiss.Index:
-    """An exact inner-product index of ``vectors``; on a GPU when faiss has one and the
-    selection runs on CUDA (the search is the same either way, only faster)."""
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    if on_cuda and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
-        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
