@@ -30,7 +30,8 @@ drawn anew per seed; the table shows the median and range over seeds):
   1. the best new method beats the best paper method on every target (and budget);
   2. fuse is within --fuse-tolerance points of the best single method on every target.
 
-Nothing is tuned to the bench: every method runs with the chosen preset's settings.
+Nothing is tuned to the bench: every method runs with the chosen preset's settings
+(``--set OPTION=VALUE`` changes one select option for every method alike).
 CPU defaults (quick preset, ~1,200 pool images, three data seeds) take ~5 minutes on 2
 cores. Larger, e.g. on a GPU machine:
     python bench/selection_quality.py --device cuda --preset small --pool-images 12000 \
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import shutil
 import statistics
 import sys
@@ -215,7 +217,7 @@ def run_target(sources: list[str], target: Path, runs: Path, related: str,
         config = cp.build_config(cp.SelectConfig, str(settings["preset"]), method=method,
                                  fraction=small, device=settings["device"],
                                  seed=settings["seed"], cache_dir=str(runs / "cache"),
-                                 **extra)
+                                 **{**settings["options"], **extra})  # type: ignore[dict-item]
         cp.select(sources, str(target), folder, config)
         cp.reselect(folder, folder.with_name(folder.name + "@large"), fraction=large)
         outcomes.append(Outcome(shown, {
@@ -300,7 +302,7 @@ def run_seed(args: argparse.Namespace, data_seed: int, features: list[str],
     # Fresh runs every time: reused cached models would make the seconds meaningless.
     shutil.rmtree(out / "runs", ignore_errors=True)
     settings = {"preset": args.preset, "device": args.device, "seed": args.seed,
-                "features": features, "embedding": embedding}
+                "features": features, "embedding": embedding, "options": args.options}
     run = SeedRun({}, [], [], [])
     for target, related in RELATED.items():
         outcomes = run_target(sources, target_dirs[target], out / "runs" / target, related,
@@ -337,6 +339,24 @@ def median_rows(runs: list[SeedRun], budgets: tuple[float, float]) -> list[list[
     return rows
 
 
+def parse_options(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, object]:
+    """``--set a=1 --set b=x`` -> {a: 1, b: 'x'}, each read as its SelectConfig field's type."""
+    fields = {f.name: f.type for f in dataclasses.fields(cp.SelectConfig)}
+    options: dict[str, object] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if name not in fields or not value:
+            parser.error(f"--set {pair}: expected OPTION=VALUE with a select option")
+        kind = str(fields[name])
+        if kind.startswith("bool"):
+            options[name] = value.lower() in ("1", "true", "yes", "on")
+        else:
+            options[name] = (int(value) if kind.startswith("int") else float(value)
+                             if kind.startswith("float") else value)
+    return options
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="/tmp/condpretrain-selq")
@@ -358,7 +378,11 @@ def main() -> None:
                              "comma-separated, each run separately; fuse reads the first: "
                              "classic, target, moco:target, checkpoint:CKPT, "
                              "timm:NAME[@WEIGHTS], npy:PATH")
+    parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                        help="a select option for every method, e.g. --set moco_pool_sample=1200 "
+                             "(repeatable; read as the option's type)")
     args = parser.parse_args()
+    args.options = parse_options(parser, args.set)
     budgets = tuple(float(b) for b in args.budgets.split(","))
     if len(budgets) != 2 or not 0 < budgets[0] < budgets[1] <= 1:
         parser.error("--budgets: two fractions in (0, 1], small first, e.g. 0.06,0.12")

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from imagegen import family_image
 from PIL import Image
 
 from condpretrain.data import device_decode
 from condpretrain.data.device_decode import decode_device, pool_batches
 from condpretrain.errors import CondPretrainError
-
-from imagegen import family_image
 
 CPU = torch.device("cpu")
 SIZE = 32
