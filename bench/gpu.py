@@ -120,8 +120,7 @@ def pretrain_rows(args: argparse.Namespace, pool: str, device: torch.device) -> 
             config = cp.build_config(cp.PretrainConfig, "paper", mode=mode, arch=arch,
                                      resolution=res, epochs=args.epochs,
                                      batch_size=args.batch_size, workers=args.workers,
-                                     device=str(device), compile=args.compile,
-                                     moco_queue=min(65536, args.batch_size * 16))
+                                     device=str(device), compile=args.compile)
             out = Path(args.out) / "runs" / f"pretrain-{mode}-{res}"
             peak_reset(device)
             cp.pretrain([pool], out, config, resume=True)
