@@ -41,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "downstream"))
-from _util import print_table  # noqa: E402
+from _util import median_seconds, print_table  # noqa: E402
 from imagenet_like import make  # noqa: E402
 from vocgen import make_voc  # noqa: E402  (the tests' VOC drawer: boxes and masks)
 
@@ -69,21 +69,15 @@ def peak_gib(device: torch.device) -> str:
 
 
 def timed_rate(step: Callable[[], object], images: int, device: torch.device) -> float:
-    """Median images/s over ROUNDS rounds of STEPS calls, after STEPS warm-up calls."""
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    for _ in range(STEPS):
-        step()
-    rates = []
-    for _ in range(ROUNDS):
-        sync()
-        started = time.perf_counter()
+    """Images/s of the median of ROUNDS rounds of STEPS calls (each round ends when the
+    device is done), after one round of warm-up."""
+    def one_round() -> None:
         for _ in range(STEPS):
             step()
-        sync()
-        rates.append(images * STEPS / (time.perf_counter() - started))
-    return statistics.median(rates)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    one_round()
+    return images * STEPS / median_seconds(one_round, ROUNDS)
 
 
 def line_rates(run: Path, key: str) -> float:

@@ -32,13 +32,12 @@ from torchvision.transforms.v2 import functional as F
 
 from condpretrain.data.extensions import DECODERS
 from condpretrain.data.images import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     ImageDataset,
     PathTable,
     check_size,
     eval_transform,
     load_rgb,
+    normalize_pixels,
     read_source,
 )
 from condpretrain.device import to_device
@@ -221,13 +220,9 @@ def _fit(image: torch.Tensor, size: int) -> torch.Tensor:
     return image.float()
 
 
-_MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
-_STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
-
-
 def _normalise(images: torch.Tensor) -> torch.Tensor:
     images = images.round().clamp(0, 255)  # the uint8 values Pillow's resize would give
-    out = (images - _MEAN.to(images.device)) / _STD.to(images.device)
+    out = normalize_pixels(images)
     if out.device.type == "cuda":
         out = out.contiguous(memory_format=torch.channels_last)
     return out

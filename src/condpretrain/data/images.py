@@ -114,6 +114,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def normalize_pixels(images: torch.Tensor) -> torch.Tensor:
+    """Float pixels in 0-255 -> ImageNet-normalised, on their own device and in their own
+    memory format (what the training batches and the device-decoded scoring batches share)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1) * 255
+    return (images - mean) / std
+
+
 def eval_transform(resolution: int) -> v2.Compose:
     """Bilinear resize of the short side, centre crop: the whole image at ``resolution``."""
     return v2.Compose([

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
-from condpretrain.data.images import IMAGENET_MEAN, IMAGENET_STD
+from condpretrain.data.images import normalize_pixels
 from condpretrain.device import to_device
 
 
@@ -235,14 +235,9 @@ def eval_crop(resolution: int) -> v2.CenterCrop:
     return v2.CenterCrop(resolution)
 
 
-_MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
-_STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
-
-
 def normalize(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 ``B x 3 x H x W`` -> normalised float on ``device`` (channels_last on CUDA)."""
-    images = to_device(images, device).float()
-    return (images - _MEAN.to(device)) / _STD.to(device)
+    return normalize_pixels(to_device(images, device).float())
 
 
 def good_samples(errors: Sequence[str]) -> torch.Tensor:
