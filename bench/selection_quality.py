@@ -19,9 +19,9 @@ For every target it runs ``select`` with every registered method at the smaller 
 (the paper's; the embedding ones, knn and density-ratio, once per ``--features`` source:
 by default the ``classic`` descriptor, it without its colour block and the
 target-trained model), re-draws the larger budget from the saved scores, and fuses
-knn + density-ratio on the first features by
-reciprocal rank (the same fusion for every target: what a user unsure of the target
-would default to). It prints the share (%) of each budget drawn from the related part,
+knn on the first two features (a colour view and a colour-free one; knn + density-ratio
+when one is given) by reciprocal rank (the same fusion for every target: what a user
+unsure of the target would default to). It prints the share (%) of each budget drawn from the related part,
 the seconds each selection is charged (its own time plus the cached models and
 embeddings it used, so the order the methods run in does not matter), and whether the
 two goals hold, computed for every target and every data seed (the whole data set is
@@ -72,9 +72,11 @@ TEXTURE_MAPS = ("viridis", "magma", "terrain", "ocean", "coolwarm", "twilight",
                 "cubehelix", "gist_earth")
 OUTLINES = {"circle": 0, "triangle": 3, "square": 4, "diamond": 4, "hexagon": 6, "star": 10}
 FLOWER_GRID = (3, 3)
-# The fusion: both embedding scorers on the first --features (neighbours of the target and
-# a target-vs-pool classifier), the same for every target.
-FUSED = ("knn", "density-ratio")
+# The fusion, the same for every target: knn on the first two --features (by default
+# the classic descriptor, its blocks weighted per target, and its colour-free view), or
+# with one --features, knn and density-ratio on it.
+FUSED_VIEWS_METHOD = "knn"
+FUSED_ONE_VIEW = ("knn", "density-ratio")
 RELATED = {"digits-handwritten": "digits", "shapes-outline": "shapes",
            "flower-closeups": "photos"}
 
@@ -208,8 +210,8 @@ def run_target(sources: list[str], target: Path, runs: Path, related: str,
             runs_of += [(f"{method}@{f}", method, {"features": f}) for f in features]
         else:
             runs_of.append((method, method, {}))
-    fused = [f"{m}@{features[0]}" for m in FUSED]
-    runs_of.append(("fuse:" + ",".join(fused), "fuse:" + ",".join(FUSED),
+    fused = fused_parts(features)
+    runs_of.append(("fuse:" + ",".join(fused), "fuse:" + ",".join(fused),
                     {"fuse_from": ",".join(str(runs / folder_name(m)) for m in fused)}))
     outcomes = []
     for shown, method, extra in runs_of:
@@ -225,6 +227,13 @@ def run_target(sources: list[str], target: Path, runs: Path, related: str,
             large: related_share(folder.with_name(folder.name + "@large"), related)},
             charged_seconds(folder)))
     return outcomes
+
+
+def fused_parts(features: list[str]) -> list[str]:
+    """The fusion's parts, ``METHOD@FEATURES`` each (see FUSED_VIEWS_METHOD)."""
+    if len(features) >= 2:
+        return [f"{FUSED_VIEWS_METHOD}@{f}" for f in features[:2]]
+    return [f"{m}@{features[0]}" for m in FUSED_ONE_VIEW]
 
 
 def folder_name(shown: str) -> str:
@@ -375,7 +384,7 @@ def main() -> None:
                              "every goal is checked on each")
     parser.add_argument("--features", default="classic,classic:layout+gradients,target",
                         help="features of the embedding methods (knn, density-ratio), "
-                             "comma-separated, each run separately; fuse reads the first: "
+                             "comma-separated, each run separately; fuse reads the first two: "
                              "classic, target, moco:target, checkpoint:CKPT, "
                              "timm:NAME[@WEIGHTS], npy:PATH")
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
@@ -398,7 +407,7 @@ def main() -> None:
           f"({', '.join(f'{k} {v:.0%}' for k, v in POOL_SHARES.items())}), drawn anew for each "
           f"data seed ({', '.join(map(str, seeds))}); preset {args.preset}; device "
           f"{args.device}; embedding features {', '.join(features)}; fuse = "
-          f"{'+'.join(FUSED)} on {features[0]} (reciprocal rank); "
+          f"{' + '.join(fused_parts(features))} (reciprocal rank); "
           f"{time.perf_counter() - started:.0f} s in all")
     print_table(f"Share of the budget drawn from the target's related pool part (%), median "
                 f"over {len(seeds)} data seed(s) (range); seconds charged (own + cached models "

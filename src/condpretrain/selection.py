@@ -292,7 +292,8 @@ def _select_fused(sources: list[str] | str | None, out: Path, config: SelectConf
         record, pool, scores = read_selection(folder, "--fuse-from")
         saved.append(SavedScores(folder, str(record.get("method")), record.get("target"),
                                  pool, scores, record))
-    first, scores = fuse(saved, fused_methods(config.method) or [], config.fuse_k)
+    parts, scores = fuse(saved, fused_methods(config.method) or [], config.fuse_k)
+    first = next(iter(parts.values()))
     pool = first.pool
     if sources and sorted(open_pool(sources).paths) != sorted(pool.paths):
         raise CondPretrainError(f"--source: not the pool that {first.folder} scored")
@@ -311,7 +312,7 @@ def _select_fused(sources: list[str] | str | None, out: Path, config: SelectConf
         seconds = time.perf_counter() - started
         atomic.write_json(outputs.path(SELECTION_JSON), {
             "method": config.method, "parameters": to_dict(config), "seed": config.seed,
-            "policy": policy, "fused": {s.method: str(s.folder) for s in saved},
+            "policy": policy, "fused": {p: str(s.folder) for p, s in parts.items()},
             "sources": first.record.get("sources"), "target": first.target,
             "models": [], "pool_size": len(pool), "pools": _pool_counts(pool),
             "selected": len(chosen), "eval_duplicates": (
@@ -319,7 +320,7 @@ def _select_fused(sources: list[str] | str | None, out: Path, config: SelectConf
                 else first.record.get("eval_duplicates")),
             "skipped": first.record.get("skipped", []),
             "timings": {"fuse": round(seconds, 3), "total": round(seconds, 3)},
-            "cost": _fused_cost(seconds, {s.method: s.record for s in saved}),
+            "cost": _fused_cost(seconds, {p: s.record for p, s in parts.items()}),
             "versions": library_versions(),
         })
     log.info("selected %d of %d pool images with %s -> %s", len(chosen), len(pool),

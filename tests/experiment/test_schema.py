@@ -139,6 +139,12 @@ def test_a_registered_method_is_a_valid_choice(tmp_path: Path):
     refused(write(tmp_path, {"methods": ["my-method"]}), "methods")
 
 
+def test_a_fusion_over_other_features_is_for_select_not_a_grid(tmp_path: Path):
+    fusion = "fuse:knn@classic,knn@classic:layout+gradients"
+    message = refused(write(tmp_path, {"methods": [fusion]}), "methods")
+    assert "select --fuse-from" in message
+
+
 def test_budgets_take_percent_text(tmp_path: Path):
     config = load_experiment(write(tmp_path, {"budgets": ["6%", 0.12, "25 %"]}))
     assert config.budgets == pytest.approx([0.06, 0.12, 0.25])

@@ -21,7 +21,8 @@ SCORES_B = [-3.0, -1.0, -2.0, -0.5, -9.0, -4.0]  # another scale: only ranks cou
 
 
 def saved_selection(folder: Path, method: str, scores: list[float],
-                    paths: list[str] | None = None, target: str = "t") -> Path:
+                    paths: list[str] | None = None, target: str = "t",
+                    features: str = "target") -> Path:
     """A finished selection folder written by hand (no images needed: nothing re-scores)."""
     paths = paths or PATHS
     folder.mkdir(parents=True)
@@ -29,7 +30,8 @@ def saved_selection(folder: Path, method: str, scores: list[float],
                                                     ["p"] * len(paths)))
     atomic.save_npy(folder / "scores.npy", np.asarray(scores, dtype=np.float32))
     atomic.write_json(folder / "selection.json", {
-        "method": method, "parameters": {"method": method}, "target": target,
+        "method": method, "parameters": {"method": method, "features": features},
+        "target": target,
         "cost": {"seconds": 2.0, "device_hours": 0.5}})
     return folder
 
@@ -111,6 +113,52 @@ def test_fuse_parses_as_a_method_and_checks_its_parts():
         build_config(SelectConfig, "paper", method="fuse:random,clustering-min")
     with pytest.raises(CondPretrainError, match="--method must be one of"):
         build_config(SelectConfig, "paper", method="no-such-method")
+
+
+def views_config(fuse_from: str, method: str) -> SelectConfig:
+    return build_config(SelectConfig, "paper", method=method, fuse_from=fuse_from, count=2,
+                        fuse_k=1)
+
+
+def test_one_method_fuses_over_two_views_named_by_their_features(tmp_path):
+    colour = saved_selection(tmp_path / "colour", "knn", SCORES_A, features="classic")
+    grey = saved_selection(tmp_path / "grey", "knn", SCORES_B,
+                           features="classic:layout+gradients")
+    method = "fuse:knn@classic,knn@classic:layout+gradients"
+    select([], None, tmp_path / "out", views_config(f"{grey},{colour}", method))
+    rank_a, rank_b = [1, 2, 3, 6, 4, 4], [4, 2, 3, 1, 6, 5]
+    expected = [1 / (1 + x) + 1 / (1 + y) for x, y in zip(rank_a, rank_b, strict=True)]
+    assert np.load(tmp_path / "out" / "scores.npy") == pytest.approx(np.float32(expected))
+    meta = json.loads((tmp_path / "out" / "selection.json").read_text())
+    assert meta["method"] == method
+    assert list(meta["fused"].items()) == [("knn@classic", str(colour)),
+                                           ("knn@classic:layout+gradients", str(grey))]
+    assert set(meta["cost"]["fused"]) == set(meta["fused"])
+
+
+def test_parts_that_do_not_tell_two_folders_apart_are_refused(tmp_path):
+    colour = saved_selection(tmp_path / "colour", "knn", SCORES_A, features="classic")
+    grey = saved_selection(tmp_path / "grey", "knn", SCORES_B,
+                           features="classic:layout+gradients")
+    random = saved_selection(tmp_path / "random", "random", SCORES_B)
+    with pytest.raises(CondPretrainError, match="more than one folder holds the scores of "
+                                                "'knn'") as error:
+        select([], None, tmp_path / "out", views_config(f"{colour},{grey}", "fuse:knn,random"))
+    assert "\n" not in str(error.value)
+    with pytest.raises(CondPretrainError, match=f"{colour} answers both 'knn@classic' and "
+                                                "'knn'"):
+        select([], None, tmp_path / "out",
+               views_config(f"{colour},{random}", "fuse:knn@classic,knn,random"))
+    with pytest.raises(CondPretrainError, match="no folder holds the scores of 'knn@timm:x'"):
+        select([], None, tmp_path / "out",
+               views_config(f"{random}", "fuse:knn@timm:x,random"))
+    with pytest.raises(CondPretrainError, match=f"{grey} holds the scores of 'knn' on "
+                                                "--features classic:layout"):
+        select([], None, tmp_path / "out",
+               views_config(f"{colour},{grey},{random}", "fuse:knn@classic,random"))
+    with pytest.raises(CondPretrainError, match="unknown method 'nope'"):
+        views_config("x", "fuse:nope@classic,knn")
+    assert not (tmp_path / "out" / "selection.json").exists()
 
 
 def test_fuse_from_the_command_line_needs_no_pool(tmp_path, capsys):

@@ -12,6 +12,9 @@ from condpretrain.errors import CondPretrainError
 from condpretrain.policies import BALANCE_BY, policy_names
 from condpretrain.registry import SCORERS
 
+# --block-weights: see condpretrain.features.blocks.
+BLOCK_RULES = ("auto", "equal", "separability")
+
 
 @dataclass
 class SelectConfig(Config):
@@ -19,7 +22,8 @@ class SelectConfig(Config):
 
     method: str = option("domain-classifier", "how pool images are scored (see "
                          "`condpretrain methods`), or fuse:A,B,...: reciprocal-rank fusion "
-                         "of the saved scores of methods A, B (see --fuse-from); fusion is "
+                         "of the saved scores of methods A, B (see --fuse-from; a part may "
+                         "name its features, e.g. knn@classic); fusion is "
                          "the suggestion when unsure which method to pick",
                          choices=lambda: method_choices(), parse=lambda v: parse_method(v),
                          grid=True)
@@ -84,6 +88,15 @@ class SelectConfig(Config):
                                          metavar="NPY")
     knn_k: int = option(10, "knn: how many nearest target embeddings a pool image's "
                         "similarity is averaged over", low=1)
+    # Not neutral: the weights change the scores (a saved score chunk of another rule is
+    # not reused).
+    block_weights: str = option("auto", "knn and density-ratio on a descriptor of several "
+                                "blocks (classic): how much each block counts: "
+                                "separability (by how well it tells the target's classes "
+                                "apart, relative to the median block, at most 1), equal, "
+                                "or auto (separability unless --features names the "
+                                "blocks, e.g. classic:layout+gradients)",
+                                choices=BLOCK_RULES)
     density_pool_sample: int = option(50_000, "density-ratio: pool embeddings (seeded draw) "
                                       "the target-vs-pool classifier is fitted on", low=1)
     # Neutral, like keep_eval_duplicates: the scores do not depend on them, only which
@@ -186,9 +199,11 @@ def parse_method(value: Any) -> Any:
     parts = fused_methods(value)
     if parts is None:
         return value
-    unknown = [part for part in parts if part not in SCORERS]
+    # A part may name its features, METHOD@FEATURES (checked when the folders are read).
+    unknown = [part for part in parts if part.partition("@")[0] not in SCORERS]
     if unknown:
-        raise CondPretrainError(f"--method {value!r}: unknown method {unknown[0]!r} to fuse "
+        raise CondPretrainError(f"--method {value!r}: unknown method "
+                                f"{unknown[0].partition('@')[0]!r} to fuse "
                                 f"(known: {', '.join(SCORERS.names())})")
     if len(set(parts)) < 2 or len(set(parts)) != len(parts):
         raise CondPretrainError(f"--method {value!r}: fuse two or more different methods")

@@ -38,7 +38,7 @@ from condpretrain.config import (
 )
 from condpretrain.config.common import parse_fractions
 from condpretrain.config.options import Option, option, option_map, parse_mapping
-from condpretrain.config.select import method_choices, parse_method
+from condpretrain.config.select import fused_methods, method_choices, parse_method
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.mix_schema import (
     check_mix_policy,
@@ -132,9 +132,17 @@ def _methods(value: Any) -> list[Any]:
     """Each method as ``select --method`` reads it, so ``fuse:A, B`` is ``fuse:A,B`` once
     its parts are checked (the error names the key, not the flag)."""
     try:
-        return [parse_method(method) for method in _one_or_many(value)]
+        methods = [parse_method(method) for method in _one_or_many(value)]
     except CondPretrainError as exc:
         raise CondPretrainError(f"methods: {str(exc).removeprefix('--method ')}") from None
+    for method in methods:
+        # A grid scores every method on its one select.features (and '@' marks a mix's
+        # shared subset in its results): fusing views is for `select --fuse-from`.
+        if any("@" in part for part in fused_methods(method) or []):
+            raise CondPretrainError(f"methods: {method!r}: a grid fuses methods on its "
+                                    "select.features; fuse parts on other features "
+                                    "(METHOD@FEATURES) with `select --fuse-from`")
+    return methods
 
 
 def _default_mode() -> list[str]:

@@ -42,6 +42,12 @@ class FeatureSource(ABC):
     summary: ClassVar[str]
     order: ClassVar[int] = LAST
 
+    @classmethod
+    def block_layout(cls, argument: str) -> dict[str, int] | None:
+        """The blocks of the descriptor ``--features NAME:ARGUMENT`` gives, in order, with
+        their sizes (see :mod:`condpretrain.features.blocks`); None for one block."""
+        return None
+
     def extractor(self, target: Target | None, context: FeatureContext) -> nn.Module:
         """Penultimate-layer features on ``context.device``, in eval mode."""
         model = self.network(target, context)

@@ -7,16 +7,21 @@ The three descriptors that image retrieval used before learned features, side by
 * **colour**: a joint RGB histogram of 4 x 4 x 4 bins (Swain and Ballard's colour indexing);
   which colours, wherever they are;
 * **gradients**: 8 unsigned orientation bins of the grey image's gradient, weighted by its
-  magnitude, in a 4 x 4 grid of cells (a coarse HOG, Dalal and Triggs): the strokes and
-  edges, whatever their colour.
+  magnitude, in a 4 x 4 grid of cells, each overlapping block of 2 x 2 cells normalised
+  on its own with L2-Hys (a coarse HOG, Dalal and Triggs): the strokes and edges, whatever
+  their colour and their local contrast.
 
 ``classic:BLOCKS`` keeps some of them, joined by ``+`` (``classic:layout+gradients``:
 no colour, for a target whose colours are not the pool's, such as drawings or grey
 scans of photographed things).
 
-Each block is square-rooted (the Hellinger kernel, which keeps a few large bins from
-drowning the rest) and L2-normalised, and the three are joined with equal weight, so the
-descriptor (256 numbers with all three) has unit length and cosine similarity compares all three.
+The colour histogram is square-rooted (the Hellinger kernel, which keeps a few large bins
+from drowning the rest); the gradient blocks are clipped at 0.2 after normalising and
+normalised again (L2-Hys, HOG's own answer to the same problem: one strong edge cannot
+drown the weaker ones, and a faint outline counts like a bold one). Each of the three is
+L2-normalised and they are joined with equal weight, so the descriptor (416 numbers with
+all three) has unit length and cosine similarity compares all three. The embedding
+scorers may weight the blocks per target (``--block-weights``, :mod:`condpretrain.features.blocks`).
 
 Why a selection tool needs it: the paper's features come from a model trained on the
 small target alone, which knows nothing of the pool, and the practitioners' answer
@@ -46,6 +51,10 @@ LAYOUT_SIZE = 8
 COLOUR_BINS = 4
 CELLS = 4
 ORIENTATIONS = 8
+# HOG's block normalisation (Dalal and Triggs' R-HOG with L2-Hys): blocks of 2 x 2 cells at
+# a stride of one cell, each clipped at 0.2 of its norm.
+BLOCK_CELLS = 2
+HYS_CLIP = 0.2
 BLOCKS = ("layout", "colour", "gradients")
 # Rec. 601 luma: the grey image the layout and gradient blocks read.
 LUMA = (0.299, 0.587, 0.114)
@@ -67,9 +76,7 @@ class ClassicDescriptor(nn.Module):
 
     @property
     def dim(self) -> int:
-        sizes = {"layout": LAYOUT_SIZE ** 2, "colour": COLOUR_BINS ** 3,
-                 "gradients": CELLS ** 2 * ORIENTATIONS}
-        return sum(sizes[block] for block in self.blocks)
+        return sum(BLOCK_SIZES[block] for block in self.blocks)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # Histogram bins move with rounding: always fp32, whatever autocast is on outside.
@@ -89,7 +96,15 @@ class ClassicDescriptor(nn.Module):
         angle = torch.remainder(torch.atan2(gy, gx), math.pi)  # unsigned: a stroke either way
         bins = (angle * (ORIENTATIONS / math.pi)).long().clamp_(max=ORIENTATIONS - 1)
         votes = F.one_hot(bins[:, 0], ORIENTATIONS).permute(0, 3, 1, 2) * magnitude
-        return _hellinger(F.adaptive_avg_pool2d(votes, CELLS).flatten(1))
+        return l2_hys_blocks(F.adaptive_avg_pool2d(votes, CELLS))
+
+
+def l2_hys_blocks(cells: torch.Tensor) -> torch.Tensor:
+    """(N, orientations, CELLS, CELLS) cell histograms -> (N, 288) unit-length HOG: every
+    2 x 2 block of cells normalised, clipped at HYS_CLIP and normalised again."""
+    blocks = F.unfold(cells, kernel_size=BLOCK_CELLS, stride=1).transpose(1, 2)
+    blocks = F.normalize(F.normalize(blocks, dim=2).clamp(max=HYS_CLIP), dim=2)
+    return F.normalize(blocks.flatten(1), dim=1)
 
 
 def layout(grey: torch.Tensor) -> torch.Tensor:
@@ -110,6 +125,10 @@ def _hellinger(histogram: torch.Tensor) -> torch.Tensor:
     return F.normalize(histogram.clamp_min(0.0).sqrt(), dim=1)
 
 
+BLOCK_SIZES = {"layout": LAYOUT_SIZE ** 2, "colour": COLOUR_BINS ** 3,
+               "gradients": (CELLS - BLOCK_CELLS + 1) ** 2 * BLOCK_CELLS ** 2 * ORIENTATIONS}
+
+
 def parse_blocks(argument: str) -> tuple[str, ...]:
     """``classic:BLOCKS``'s argument ('' : all three) as block names in the fixed order."""
     if not argument:
@@ -126,7 +145,8 @@ def parse_blocks(argument: str) -> tuple[str, ...]:
 def settings(blocks: tuple[str, ...] = BLOCKS) -> dict[str, Any]:
     """What the descriptor is: recorded, and part of the cached embeddings' key."""
     return {"from": "classic", "blocks": list(blocks), "layout": LAYOUT_SIZE,
-            "colour_bins": COLOUR_BINS, "cells": CELLS, "orientations": ORIENTATIONS}
+            "colour_bins": COLOUR_BINS, "cells": CELLS, "orientations": ORIENTATIONS,
+            "hog_blocks": f"{BLOCK_CELLS}x{BLOCK_CELLS} L2-Hys {HYS_CLIP}"}
 
 
 @FEATURES.register
@@ -136,6 +156,10 @@ class ClassicFeatures(FeatureSource):
                "no training, the same for every target; classic:layout+gradients leaves "
                "colour out")
     order = 2  # with moco and npy (listed by name): after the two networks, before timm
+
+    @classmethod
+    def block_layout(cls, argument: str) -> dict[str, int] | None:
+        return {block: BLOCK_SIZES[block] for block in parse_blocks(argument)}
 
     def extractor(self, target: Target | None, context: FeatureContext) -> nn.Module:
         # No ResNet head to replace: the descriptor is the feature vector.
@@ -147,5 +171,5 @@ class ClassicFeatures(FeatureSource):
         return ClassicDescriptor(blocks)
 
 
-__all__ = ["BLOCKS", "ClassicDescriptor", "ClassicFeatures", "colour_histogram", "layout",
-           "parse_blocks", "settings"]
+__all__ = ["BLOCKS", "BLOCK_SIZES", "ClassicDescriptor", "ClassicFeatures", "colour_histogram",
+           "l2_hys_blocks", "layout", "parse_blocks", "settings"]

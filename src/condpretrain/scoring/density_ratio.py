@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from condpretrain.features.embeddings import normalise
 from condpretrain.log import get_logger
 from condpretrain.scoring.base import SCORERS
 from condpretrain.scoring.knn import EmbeddingScorer
@@ -46,5 +45,5 @@ class DensityRatioScorer(EmbeddingScorer):
         pool_size = len(self.embeddings)
         rng = np.random.default_rng(seed)
         chosen = np.sort(rng.choice(pool_size, size=min(size, pool_size), replace=False))
-        rows = normalise(self.embeddings.rows(chosen))
+        rows = self.pool_rows(chosen)
         return rows[~np.isnan(rows).any(axis=1)]

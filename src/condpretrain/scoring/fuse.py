@@ -2,7 +2,8 @@
 
     score(x) = sum over methods m of 1 / (k + rank_m(x))
 
-``rank_m`` is 1-based by descending score of method m; equal scores share the best rank
+A part is a method (``knn``) or a method on given features (``knn@classic``, to fuse one
+scorer over two views of the images). ``rank_m`` is 1-based by descending score of method m; equal scores share the best rank
 among them (a tie favours no image), and an image that a method could not score (NaN)
 gets a NaN fused score, so it is never selected. Nothing is re-scored: only ranks count,
 so methods whose scores live on different scales (probabilities, distances, entropies)
@@ -35,6 +36,16 @@ class SavedScores:
     scores: np.ndarray
     record: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def features(self) -> str | None:
+        """The ``--features`` the selection was scored with (None if not recorded)."""
+        return (self.record.get("parameters") or {}).get("features")
+
+    def answers(self, part: str) -> bool:
+        """Whether this selection is the fused part ``METHOD`` or ``METHOD@FEATURES``."""
+        method, _, features = part.partition("@")
+        return self.method == method and (not features or self.features == features)
+
 
 def descending_ranks(scores: np.ndarray) -> np.ndarray:
     """1-based rank of each score, highest first; ties share the best rank; NaN stays NaN."""
@@ -54,21 +65,31 @@ def reciprocal_rank_fusion(score_lists: list[np.ndarray], k: float) -> np.ndarra
     return fused.astype(np.float32)
 
 
-def pick_folders(saved: list[SavedScores], methods: list[str]) -> list[SavedScores]:
-    """The saved selection of each method named, in the order named; one-line errors
-    for a method with no folder or with two."""
-    for extra in (s for s in saved if s.method not in methods):
+def pick_folders(saved: list[SavedScores], parts: list[str]) -> dict[str, SavedScores]:
+    """The saved selection of each part named (``METHOD`` or ``METHOD@FEATURES``), in the
+    order named; one-line errors for a part with no folder or with two, and for a folder
+    that no part or two parts name."""
+    for extra in (s for s in saved if not any(s.answers(part) for part in parts)):
         raise CondPretrainError(f"--fuse-from: {extra.folder} holds the scores of "
-                                f"{extra.method!r}, which --method does not fuse")
-    picked = []
-    for method in methods:
-        found = [s for s in saved if s.method == method]
+                                f"{_shown(extra)}, which --method does not fuse")
+    picked: dict[str, SavedScores] = {}
+    for part in parts:
+        found = [s for s in saved if s.answers(part)]
         if len(found) != 1:
-            have = ", ".join(f"{s.folder} ({s.method})" for s in saved)
+            have = ", ".join(f"{s.folder} ({_shown(s)})" for s in saved)
             raise CondPretrainError(f"--fuse-from: {'no' if not found else 'more than one'} "
-                                    f"folder holds the scores of {method!r} (given: {have})")
-        picked.append(found[0])
+                                    f"folder holds the scores of {part!r} (given: {have})")
+        twice = next((p for p, s in picked.items() if s is found[0]), None)
+        if twice is not None:
+            raise CondPretrainError(f"--fuse-from: {found[0].folder} answers both {twice!r} "
+                                    f"and {part!r}: name each part's features (METHOD@FEATURES)")
+        picked[part] = found[0]
     return picked
+
+
+def _shown(saved: SavedScores) -> str:
+    return f"{saved.method!r} on --features {saved.features}" if saved.features \
+        else repr(saved.method)
 
 
 def aligned_scores(first: SavedScores, other: SavedScores) -> np.ndarray:
@@ -86,13 +107,14 @@ def aligned_scores(first: SavedScores, other: SavedScores) -> np.ndarray:
     return other.scores[[position[path] for path in first.pool.paths]]
 
 
-def fuse(saved: list[SavedScores], methods: list[str], k: float
-         ) -> tuple[SavedScores, np.ndarray]:
-    """The first named method's selection (whose pool order the fusion keeps) and the
-    fused scores, aligned with its pool."""
-    picked = pick_folders(saved, methods)
-    first = picked[0]
-    return first, reciprocal_rank_fusion([aligned_scores(first, s) for s in picked], k)
+def fuse(saved: list[SavedScores], parts: list[str], k: float
+         ) -> tuple[dict[str, SavedScores], np.ndarray]:
+    """Each part's selection, in the order named (the first's pool order the fusion
+    keeps), and the fused scores, aligned with the first's pool."""
+    picked = pick_folders(saved, parts)
+    first = next(iter(picked.values()))
+    return picked, reciprocal_rank_fusion([aligned_scores(first, s) for s in picked.values()],
+                                          k)
 
 
 __all__ = ["SavedScores", "aligned_scores", "descending_ranks", "fuse", "pick_folders",

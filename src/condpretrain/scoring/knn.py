@@ -14,7 +14,9 @@ import numpy as np
 
 from condpretrain.data.sources import ImageIndex, Target
 from condpretrain.faiss_device import flat_index
-from condpretrain.features.embeddings import embeddings_for, normalise
+from condpretrain.features.base import FEATURES
+from condpretrain.features.blocks import rule_for, target_block_scale
+from condpretrain.features.embeddings import embeddings_for, normalise, parse_features
 from condpretrain.log import get_logger
 from condpretrain.scoring.base import SCORERS, Scorer
 
@@ -23,7 +25,8 @@ log = get_logger(__name__)
 
 class EmbeddingScorer(Scorer):
     """Scores computed from embeddings alone: subclasses fit on the target's (and the
-    pool's) rows and score a batch of pool rows (unit-length float32)."""
+    pool's) rows and score a batch of pool rows (unit-length float32, each block scaled
+    by its --block-weights weight)."""
 
     in_paper: ClassVar[bool] = False  # beyond the paper: in a grid when asked for
     in_short_demo: ClassVar[bool] = False
@@ -35,11 +38,30 @@ class EmbeddingScorer(Scorer):
                                        {"seconds": self.embeddings.seconds, "processes": 1},
                                        self.embeddings.computed_here)
         self.row_of = {path: row for row, path in enumerate(pool.paths)}
-        readable = target_rows[~np.isnan(target_rows).any(axis=1)]
-        self.fit_embeddings(np.ascontiguousarray(readable, dtype=np.float32))
+        readable = ~np.isnan(target_rows).any(axis=1)
+        labels = np.asarray(target.train.labels)[readable].tolist() if target else []
+        self.scale = self._block_scale(target_rows[readable], labels)
+        self.fit_embeddings(np.ascontiguousarray(self._weighted(target_rows[readable])))
+
+    def _block_scale(self, rows: np.ndarray, labels: list[str]) -> np.ndarray | None:
+        """Column factors of --block-weights for this target (None: unweighted)."""
+        config = self.context.config
+        name, argument = parse_features(config.features)
+        scale, record = target_block_scale(rule_for(config.block_weights, argument), rows,
+                                           labels, FEATURES.get_class(name).block_layout(argument))
+        self.context.models_used["block_weights"] = record
+        return scale
+
+    def _weighted(self, rows: np.ndarray) -> np.ndarray:
+        rows = rows if self.scale is None else rows * self.scale
+        return np.asarray(rows, dtype=np.float32)
+
+    def pool_rows(self, indices: list[int] | np.ndarray) -> np.ndarray:
+        """Pool rows by position: unit length, then block-weighted (NaN: unreadable)."""
+        return self._weighted(normalise(self.embeddings.rows(indices)))
 
     def score(self, images: ImageIndex) -> np.ndarray:
-        rows = normalise(self.embeddings.rows([self.row_of[path] for path in images.paths]))
+        rows = self.pool_rows([self.row_of[path] for path in images.paths])
         readable = ~np.isnan(rows).any(axis=1)
         scores = np.full(len(images), np.nan, dtype=np.float32)
         if readable.any():
