@@ -29,6 +29,7 @@ from condpretrain.log import get_logger
 
 log = get_logger(__name__)
 
+
 def rule_for(option: str, features_argument: str) -> str:
     """The rule ``--block-weights`` picks: ``auto`` resolved against the features named."""
     if option != "auto":
