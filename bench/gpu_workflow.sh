@@ -48,6 +48,17 @@ for method in $(condpretrain methods | cut -d" " -f1); do
 done
 step "reselect-6pct" condpretrain select --scores "$OUT/select/clustering-min" --fraction 0.06 \
     --out "$OUT/select/clustering-min-6"
+# The fusion the README suggests when unsure: knn on the two classic views.
+for view in classic classic:layout+gradients; do
+    step "select-knn-${view//[:+]/-}" condpretrain select --preset "$PRESET" --source "$POOLDIR" \
+        --target "$TARGET" --method knn --features "$view" --fraction 0.12 \
+        --batch-size "$BATCH" --cache-dir "$OUT/select-cache" "${COMMON[@]}" \
+        --out "$OUT/select/knn-${view//[:+]/-}"
+done
+step "select-fuse-views" condpretrain select \
+    --method fuse:knn@classic,knn@classic:layout+gradients --fraction 0.12 \
+    --fuse-from "$OUT/select/knn-classic,$OUT/select/knn-classic-layout-gradients" \
+    --out "$OUT/select/fuse-views"
 for mode in supervised moco; do
     for res in "$HI" "$LO"; do
         step "pretrain-$mode-$res" condpretrain pretrain --preset "$PRESET" --source "$POOLDIR" \
