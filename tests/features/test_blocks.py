@@ -50,9 +50,15 @@ def test_the_least_separating_block_counts_less_and_none_more_than_one():
     assert weights["colour"] == pytest.approx(ratio) and weights["colour"] < 0.05
 
 
-def test_one_class_cannot_weigh_blocks():
+def test_one_class_or_one_image_per_class_cannot_weigh_blocks():
     rows, _ = rows_where({"layout": 1.0, "colour": 1.0, "gradients": 1.0})
     assert separability_weights(rows, np.array(["a"] * 100), LAYOUT) is None
+    # every image its own class: no within-class scatter to compare with
+    assert separability_weights(rows, np.arange(100).astype(str), LAYOUT) is None
+    one_pair = np.array(["a", "a", *map(str, range(98))])
+    assert separability_weights(rows, one_pair, LAYOUT) is None
+    two_pairs = np.array(["a", "a", "b", "b", *map(str, range(96))])
+    assert separability_weights(rows, two_pairs, LAYOUT) is not None
 
 
 def test_column_scale_is_the_square_root_of_each_blocks_weight():

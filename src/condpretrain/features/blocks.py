@@ -52,8 +52,10 @@ def fisher_ratio(rows: np.ndarray, labels: np.ndarray) -> float:
 def separability_weights(rows: np.ndarray, labels: np.ndarray,
                          layout: dict[str, int]) -> dict[str, float] | None:
     """Each block's weight (at most 1) from the target's labelled rows; None when the
-    rows cannot say (fewer than two classes, or no block separates them)."""
-    if len(np.unique(labels)) < 2:
+    rows cannot say (fewer than two classes of two images or more: no within-class
+    scatter to compare with; or no block separates them)."""
+    _, sizes = np.unique(labels, return_counts=True)
+    if np.sum(sizes >= 2) < 2:
         return None
     ratios, start = {}, 0
     for block, size in layout.items():
@@ -84,8 +86,8 @@ def target_block_scale(rule: str, rows: np.ndarray, labels: list[str],
         weights = separability_weights(rows, np.asarray(labels), layout)
     if weights is None:
         log.warning("--block-weights separability: the target's labels do not separate "
-                    "its images (unlabelled, one class, or alike in every block); blocks "
-                    "count equally")
+                    "its images (unlabelled, fewer than two classes of two images or more, "
+                    "or alike in every block); blocks count equally")
         return None, {"rule": "equal", "weights": dict.fromkeys(layout, 1.0),
                       "why": "target labels do not separate its images"}
     log.info("block weights from the target's classes: %s",
