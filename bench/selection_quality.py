@@ -30,8 +30,9 @@ drawn anew per seed; the table shows the median and range over seeds):
   1. the best new method beats the best paper method on every target (and budget);
   2. fuse is within --fuse-tolerance points of the best single method on every target.
 
-Nothing is tuned to the bench: every method runs with the chosen preset's settings
-(``--set OPTION=VALUE`` changes one select option for every method alike).
+Every method runs with the chosen preset's settings, the same for every target
+(``--set OPTION=VALUE`` changes one select option for every method alike); what the
+classic descriptor and the fusion owe to this bench is in the README.
 CPU defaults (quick preset, ~1,200 pool images, three data seeds) take ~5 minutes on 2
 cores. Larger, e.g. on a GPU machine:
     python bench/selection_quality.py --device cuda --preset small --pool-images 12000 \
