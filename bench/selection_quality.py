@@ -22,8 +22,9 @@ target-trained model), re-draws the larger budget from the saved scores, and fus
 knn on the first two features (a colour view and a colour-free one; knn + density-ratio
 when one is given) by reciprocal rank (the same fusion for every target: what a user
 unsure of the target would default to). It prints the share (%) of each budget drawn
-from the related part, the seconds each selection is charged (its own time plus the cached models and
-embeddings it used, so the order the methods run in does not matter), and whether the
+from the related part, the seconds each selection is charged (its own time plus the
+cached models and embeddings it used, so the order the methods run in does not matter),
+and whether the
 two goals hold, computed for every target and every data seed (the whole data set is
 drawn anew per seed; the table shows the median and range over seeds):
 

@@ -19,9 +19,11 @@ SIZE = 24
 
 def stripes(vertical: bool, ink: tuple[int, int, int], paper: tuple[int, int, int],
             rng: np.random.Generator, band: int = 3) -> Image.Image:
+    """Bands of ``band`` pixels, ink and paper alternating, with a little noise."""
     line = (np.arange(SIZE) // band) % 2 == 0
     mask = np.broadcast_to(line[None, :] if vertical else line[:, None], (SIZE, SIZE))
-    rgb = np.where(mask[..., None], np.array(ink), np.array(paper)) + rng.normal(0, 8, (SIZE, SIZE, 3))
+    rgb = np.where(mask[..., None], np.array(ink), np.array(paper))
+    rgb = rgb + rng.normal(0, 8, (SIZE, SIZE, 3))
     return Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
 
 
@@ -53,8 +55,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             write(root / "target" / split / name,
                   lambda rng, v=vertical: stripes(v, RED, BLACK, rng), count, seed + vertical)
     for name, vertical in (("form_vertical", True), ("form_horizontal", False)):
-        write(root / "pool" / name, lambda rng, v=vertical: stripes(v, YELLOW, NAVY, rng, band=2), 24,
-              3 + vertical)
+        write(root / "pool" / name,
+              lambda rng, v=vertical: stripes(v, YELLOW, NAVY, rng, band=2), 24, 3 + vertical)
     write(root / "pool" / "colour_blotches", lambda rng: blotches(RED, BLACK, rng), 48, 5)
     return root / "pool", root / "target"
 

@@ -5,9 +5,10 @@
 A part is a method (``knn``) or a method on given features (``knn@classic``, to fuse one
 scorer over two views of the images). ``rank_m`` is 1-based by descending score of method
 m; equal scores share the best rank among them (a tie favours no image), and an image that
-a method could not score (NaN) gets a NaN fused score, so it is never selected. Nothing is re-scored: only ranks count,
-so methods whose scores live on different scales (probabilities, distances, entropies)
-combine without calibration (Cormack et al. 2009, with their k = 60).
+a method could not score (NaN) gets a NaN fused score, so it is never selected. Nothing
+is re-scored: only ranks count, so methods whose scores live on different scales
+(probabilities, distances, entropies) combine without calibration (Cormack et al. 2009,
+with their k = 60).
 
 This module is the computation; :mod:`condpretrain.selection` reads the folders.
 """
