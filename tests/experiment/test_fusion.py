@@ -135,6 +135,41 @@ def test_a_fusion_is_charged_its_parts_and_totals_count_them_once(grid_data, tmp
     assert total_device_hours(rows, once=False)["select"] > 3 * once
 
 
+def test_a_grid_fuses_one_method_over_two_features(grid_data, tmp_path: Path):
+    """``methods: [knn@classic, ..., "fuse:knn@classic,knn@classic:layout+gradients"]``: each
+    view scored on its features in a folder of its own, then fused like any fusion."""
+    views = ["knn@classic", "knn@classic:layout+gradients"]
+    fusion = "fuse:" + ",".join(views)
+    grid_data["methods"] = [views[0], fusion]
+    grid_data["select"] = {"features": "target"}  # a method's own features win
+    out = tmp_path / "out"
+    fake = SavedScoresPipeline()
+    config = load_experiment(write_yaml(tmp_path / "exp.yaml", grid_data))
+    run(config, out, fake.steps())
+    assert (fake.calls["knn"], fake.calls["fuse"]) == (2, 1)
+    layout = Layout(out)
+    folders = [layout.scores_dir("warm", view, 0) for view in views]
+    assert [f.parent.parent.name for f in folders] == ["knn@classic",
+                                                      "knn@classic-layout+gradients"]
+    for view, folder in zip(views, folders, strict=True):
+        parameters = atomic.read_json(folder / "selection.json")["parameters"]
+        assert (parameters["method"], parameters["features"]) == tuple(view.split("@"))
+    fused = layout.scores_dir("warm", fusion, 0)
+    assert fused.parent.parent.name == "fuse-knn@classic+knn@classic-layout+gradients"
+    assert atomic.read_json(fused / "selection.json")["fused"] == \
+        {view: str(folder) for view, folder in zip(views, folders, strict=True)}
+    assert {r["method"] for r in read_results(out / "results.csv")} == {views[0], fusion}
+    assert method_label(fusion) == ("Fuse (k-NN (emb.) on classic + k-NN (emb.) on "
+                                    "classic:layout+gradients)")
+
+
+def test_features_that_name_a_path_get_a_hashed_folder(tmp_path: Path):
+    layout = Layout(tmp_path)
+    near = layout.scores_dir("t", "knn@checkpoint:/models/a.pt", 0).parent.parent.name
+    other = layout.scores_dir("t", "knn@checkpoint:/models/b.pt", 0).parent.parent.name
+    assert near.startswith("knn@h") and "/" not in near and near != other
+
+
 def test_fusion_labels_name_the_parts():
     assert method_label(FUSION) == f"Fuse ({method_label(A)} + {method_label(B)})"
 

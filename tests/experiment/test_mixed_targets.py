@@ -31,6 +31,7 @@ from condpretrain.experiment import Layout, cells, load_experiment, read_results
 from condpretrain.experiment.grid import Cell
 from condpretrain.experiment.results import (
     KEY_COLUMNS,
+    SHARED_MARK,
     SUBSET_FOR,
     as_shown,
     method_label,
@@ -345,9 +346,9 @@ def test_the_report_shows_a_mix_subset_apart_from_the_parts_own(grid_data, pipel
     run(write_yaml(tmp_path / "exp.yaml", grid_data), out, pipeline.steps())
     rows = read_results(out / "results.csv")
     shown = as_shown(rows)
-    assert {r["method"] for r in shown} == {A, f"{A}@{MIX}"}
+    assert {r["method"] for r in shown} == {A, f"{A}{SHARED_MARK}{MIX}"}
     assert [r["method"] for r in rows].count(A) == len(rows)  # the table's own rows untouched
-    assert method_label(f"{A}@{MIX}") == f"{method_label(A)}, subset for {MIX}"
+    assert method_label(f"{A}{SHARED_MARK}{MIX}") == f"{method_label(A)}, subset for {MIX}"
     # a table cell (target, budget, method) holds one row per seed, never the two subsets
     cells_shown = Counter((r["target"], r["budget"], r["method"]) for r in shown)
     assert set(cells_shown.values()) == {1}

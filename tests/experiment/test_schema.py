@@ -121,9 +121,10 @@ def test_every_top_level_bound_is_checked(tmp_path: Path, opt: Option):
 
 def test_choices_come_from_the_registries():
     declared = option_map(ExperimentConfig)
-    # the registered methods, and the fusions of them checked so far (fuse:A,B)
+    # the registered methods, and the fusions of them and methods on given features
+    # (fuse:A,B, knn@classic) checked so far
     methods = declared["methods"].choice_list()
-    assert [m for m in methods if not fused_methods(m)] == SCORERS.names()
+    assert [m for m in methods if not fused_methods(m) and "@" not in m] == SCORERS.names()
     assert declared["modes"].choice_list() == PRETRAIN_METHODS.names()
     assert declared["baselines"].choice_list() == list(BASELINES)
     # the default grid is the paper's six; the others are chosen by name
@@ -139,10 +140,12 @@ def test_a_registered_method_is_a_valid_choice(tmp_path: Path):
     refused(write(tmp_path, {"methods": ["my-method"]}), "methods")
 
 
-def test_a_fusion_over_other_features_is_for_select_not_a_grid(tmp_path: Path):
-    fusion = "fuse:knn@classic,knn@classic:layout+gradients"
-    message = refused(write(tmp_path, {"methods": [fusion]}), "methods")
-    assert "select --fuse-from" in message
+def test_methods_may_name_their_features(tmp_path: Path):
+    methods = ["knn@classic", "fuse:knn@classic,knn@classic:layout+gradients"]
+    assert load_experiment(write(tmp_path, {"methods": methods})).methods == methods
+    refused(write(tmp_path, {"methods": ["nope@classic"]}), "methods")
+    message = refused(write(tmp_path, {"methods": ["knn@"]}), "methods")
+    assert "name the features after '@'" in message
 
 
 def test_budgets_take_percent_text(tmp_path: Path):

@@ -112,3 +112,19 @@ def test_pool_embeddings_are_computed_once_and_reused(runs, cache):
     assert shared["knn-count"][key]["trained_here"] is False
     # every method that read them is charged what computing them took
     assert shared["knn"][key]["seconds"] == shared["density-ratio"][key]["seconds"] > 0
+
+
+def test_a_method_may_name_its_features(two_part_pool, stripes_target, tmp_path):
+    """``--method knn@classic`` is ``--method knn --features classic`` (the features named
+    with the method win)."""
+    config = quick(method="knn@classic", fraction=0.5, features="target")
+    assert (config.method, config.features) == ("knn", "classic")
+    select([str(two_part_pool)], str(stripes_target), tmp_path / "named", config)
+    select([str(two_part_pool)], str(stripes_target), tmp_path / "flag",
+           quick(method="knn", fraction=0.5, features="classic"))
+    np.testing.assert_array_equal(np.load(tmp_path / "named" / "scores.npy"),
+                                  np.load(tmp_path / "flag" / "scores.npy"))
+    record = json.loads((tmp_path / "named" / "selection.json").read_text())
+    assert (record["method"], record["parameters"]["features"]) == ("knn", "classic")
+    with pytest.raises(CondPretrainError, match="unknown method 'nope'"):
+        quick(method="nope@classic")

@@ -23,7 +23,8 @@ class SelectConfig(Config):
     method: str = option("domain-classifier", "how pool images are scored (see "
                          "`condpretrain methods`), or fuse:A,B,...: reciprocal-rank fusion "
                          "of the saved scores of methods A, B (see --fuse-from; a part may "
-                         "name its features, e.g. knn@classic); fusion is "
+                         "name its features, e.g. knn@classic, as may a method alone: "
+                         "knn@classic is knn on --features classic); fusion is "
                          "the suggestion when unsure which method to pick",
                          choices=lambda: method_choices(), parse=lambda v: parse_method(v),
                          grid=True)
@@ -172,6 +173,9 @@ class SelectConfig(Config):
     }
 
     def check(self) -> None:
+        name, features = method_and_features(self.method)
+        if features is not None:  # --method knn@classic: knn on --features classic
+            self.method, self.features = name, features
         if self.fraction is not None and self.count is not None:
             raise CondPretrainError("give either --fraction or --count, not both")
         if fused_methods(self.method) and not self.fuse_from:
@@ -184,7 +188,9 @@ class SelectConfig(Config):
 # choices check, which runs after the option's parse: parse_method validates the parts
 # and remembers the fusion, and method_choices lists the fusions validated so far.
 FUSE_PREFIX = "fuse:"
-_FUSIONS: set[str] = set()
+# --method knn@classic: knn on --features classic (the features win over --features).
+FEATURES_MARK = "@"
+_FUSIONS: set[str] = set()  # and methods on given features, checked the same way
 
 
 def fused_methods(method: str) -> list[str] | None:
@@ -194,17 +200,37 @@ def fused_methods(method: str) -> list[str] | None:
     return [part.strip() for part in method[len(FUSE_PREFIX):].split(",") if part.strip()]
 
 
+def method_and_features(method: str) -> tuple[str, str | None]:
+    """``knn@classic`` -> ('knn', 'classic'): a method on given ``--features``; any other
+    method, a fusion included, -> (method, None). Method names have no '@'; features may
+    (``timm:NAME@WEIGHTS``), so the first '@' splits."""
+    if fused_methods(method) is not None or FEATURES_MARK not in method:
+        return method, None
+    name, _, features = method.partition(FEATURES_MARK)
+    return name, features
+
+
+def _check_method(value: str, method: str, what: str) -> None:
+    name, features = method_and_features(method)
+    if name not in SCORERS:
+        raise CondPretrainError(f"--method {value!r}: unknown method {name!r}{what} "
+                                f"(known: {', '.join(SCORERS.names())})")
+    if features == "":
+        raise CondPretrainError(f"--method {value!r}: name the features after '@' "
+                                f"(e.g. {name}@classic)")
+
+
 def parse_method(value: Any) -> Any:
-    """``fuse:A, B`` -> ``fuse:A,B`` once A and B are checked; other values unchanged."""
+    """``fuse:A, B`` -> ``fuse:A,B`` once A and B are checked; ``METHOD@FEATURES`` once
+    METHOD is; other values unchanged."""
     parts = fused_methods(value)
     if parts is None:
+        if isinstance(value, str) and FEATURES_MARK in value:
+            _check_method(value, value, "")
+            _FUSIONS.add(value)
         return value
-    # A part may name its features, METHOD@FEATURES (checked when the folders are read).
-    unknown = [part for part in parts if part.partition("@")[0] not in SCORERS]
-    if unknown:
-        raise CondPretrainError(f"--method {value!r}: unknown method "
-                                f"{unknown[0].partition('@')[0]!r} to fuse "
-                                f"(known: {', '.join(SCORERS.names())})")
+    for part in parts:  # a part's features are checked when its folder is read
+        _check_method(value, part, " to fuse")
     if len(set(parts)) < 2 or len(set(parts)) != len(parts):
         raise CondPretrainError(f"--method {value!r}: fuse two or more different methods")
     fusion = FUSE_PREFIX + ",".join(parts)

@@ -18,12 +18,17 @@ by exactly what it depends on, so sharing is a matter of two cells naming one fo
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from condpretrain.config.select import fused_methods
+from condpretrain.config.select import FEATURES_MARK, fused_methods, method_and_features
 from condpretrain.experiment.results import ENTIRE_POOL, RANDOM_INIT, budget_key, budget_label
 from condpretrain.experiment.schema import ExperimentConfig
+
+# What a method's features may show as in a folder name; anything else (a path) is hashed.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9._+=-]+")
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,19 @@ def method_folder(method: str) -> str:
     """A method in a folder name: a fusion ``fuse:a,b`` is ``fuse-a+b``, because ':' and
     ',' are not safe in paths (',' separates the folders of ``fuse_from``)."""
     parts = fused_methods(method)
-    return "fuse-" + "+".join(parts) if parts else method
+    return "fuse-" + "+".join(map(_part_folder, parts)) if parts else _part_folder(method)
+
+
+def _part_folder(method: str) -> str:
+    """``knn@classic:layout+gradients`` -> ``knn@classic-layout+gradients``; features that
+    hold a path (``checkpoint:/x/y.pt``) are named by a hash of their text instead."""
+    name, features = method_and_features(method)
+    if features is None:
+        return name
+    readable = features.replace(":", "-")
+    if not _SAFE_NAME.fullmatch(readable):
+        readable = "h" + hashlib.sha256(features.encode()).hexdigest()[:12]
+    return f"{name}{FEATURES_MARK}{readable}"
 
 
 def _percent_key(budget: float) -> str:

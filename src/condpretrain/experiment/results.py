@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from condpretrain import atomic
-from condpretrain.config.select import fused_methods
+from condpretrain.config.select import fused_methods, method_and_features
 from condpretrain.errors import CondPretrainError
 from condpretrain.registry import SCORERS
 
@@ -35,8 +35,9 @@ RANDOM_SUBSET = "random"
 SUBSET_FOR = "subset_for"
 KEY_COLUMNS = ("target", "mode", "resolution", "budget", "method", "seed", SUBSET_FOR)
 REQUIRED_COLUMNS = tuple(c for c in KEY_COLUMNS if c != SUBSET_FOR)
-# How the report shows a row's method when its subset served a mix: METHOD@MIX.
-SHARED_MARK = "@"
+# How the report groups a row's method when its subset served a mix: METHOD@@MIX (a
+# single '@' names a method's features, knn@classic).
+SHARED_MARK = "@@"
 RESULT_COLUMNS = (
     *KEY_COLUMNS,
     "arch", "selected", "pool_size",
@@ -64,6 +65,9 @@ def method_label(method: str) -> str:
     parts = fused_methods(method)
     if parts:
         return f"Fuse ({' + '.join(method_label(part) for part in parts)})"
+    name, features = method_and_features(method)
+    if features is not None:
+        return f"{SCORERS.label(name)} on {features}"
     return BASELINE_LABELS.get(method) or SCORERS.label(method)
 
 

@@ -38,7 +38,7 @@ from condpretrain.config import (
 )
 from condpretrain.config.common import parse_fractions
 from condpretrain.config.options import Option, option, option_map, parse_mapping
-from condpretrain.config.select import fused_methods, method_choices, parse_method
+from condpretrain.config.select import method_choices, parse_method
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.mix_schema import (
     check_mix_policy,
@@ -132,17 +132,9 @@ def _methods(value: Any) -> list[Any]:
     """Each method as ``select --method`` reads it, so ``fuse:A, B`` is ``fuse:A,B`` once
     its parts are checked (the error names the key, not the flag)."""
     try:
-        methods = [parse_method(method) for method in _one_or_many(value)]
+        return [parse_method(method) for method in _one_or_many(value)]
     except CondPretrainError as exc:
         raise CondPretrainError(f"methods: {str(exc).removeprefix('--method ')}") from None
-    for method in methods:
-        # A grid scores every method on its one select.features (and '@' marks a mix's
-        # shared subset in its results): fusing views is for `select --fuse-from`.
-        if any("@" in part for part in fused_methods(method) or []):
-            raise CondPretrainError(f"methods: {method!r}: a grid fuses methods on its "
-                                    "select.features; fuse parts on other features "
-                                    "(METHOD@FEATURES) with `select --fuse-from`")
-    return methods
 
 
 def _default_mode() -> list[str]:
@@ -175,9 +167,10 @@ class ExperimentConfig:
     name: str = option("experiment", "shown in the report's title", neutral=True)
     preset: str = option("paper", "preset of every command's options", choices=PRESET_NAMES)
     methods: list[str] = option(default_factory=_paper_methods,
-                                help="selection methods (default: the paper's), or "
-                                "fuse:A,B,...: reciprocal-rank fusion of methods A, B (each "
-                                "scored once, shared with its own cells)",
+                                help="selection methods (default: the paper's), each "
+                                "METHOD or METHOD@FEATURES (knn@classic: knn on those "
+                                "features), or fuse:A,B,...: reciprocal-rank fusion of "
+                                "methods A, B (each scored once, shared with its own cells)",
                                 choices=method_choices, parse=_methods, **_AXIS)
     budgets: list[float] = option(
         default_factory=lambda: [0.06, 0.12], help="shares of the pool to select, e.g. 0.06 "
