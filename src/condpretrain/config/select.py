@@ -186,11 +186,12 @@ class SelectConfig(Config):
 # --method fuse:A,B,... ----------------------------------------------------------------
 # A fusion is no registered class (it scores nothing), yet it must pass --method's
 # choices check, which runs after the option's parse: parse_method validates the parts
-# and remembers the fusion, and method_choices lists the fusions validated so far.
+# and remembers the fusion, and method_choices lists the fusions (and METHOD@FEATURES)
+# validated so far.
 FUSE_PREFIX = "fuse:"
 # --method knn@classic: knn on --features classic (the features win over --features).
 FEATURES_MARK = "@"
-_FUSIONS: set[str] = set()  # and methods on given features, checked the same way
+_CHECKED: set[str] = set()  # fusions and methods on given features, once checked
 
 
 def fused_methods(method: str) -> list[str] | None:
@@ -227,16 +228,16 @@ def parse_method(value: Any) -> Any:
     if parts is None:
         if isinstance(value, str) and FEATURES_MARK in value:
             _check_method(value, value, "")
-            _FUSIONS.add(value)
+            _CHECKED.add(value)
         return value
     for part in parts:  # a part's features are checked when its folder is read
         _check_method(value, part, " to fuse")
     if len(set(parts)) < 2 or len(set(parts)) != len(parts):
         raise CondPretrainError(f"--method {value!r}: fuse two or more different methods")
     fusion = FUSE_PREFIX + ",".join(parts)
-    _FUSIONS.add(fusion)
+    _CHECKED.add(fusion)
     return fusion
 
 
 def method_choices() -> list[str]:
-    return [*SCORERS.names(), *sorted(_FUSIONS)]
+    return [*SCORERS.names(), *sorted(_CHECKED)]

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from condpretrain.config.select import method_and_features
 from condpretrain.data.sources import ImageIndex
 from condpretrain.errors import CondPretrainError
 
@@ -44,7 +45,7 @@ class SavedScores:
 
     def answers(self, part: str) -> bool:
         """Whether this selection is the fused part ``METHOD`` or ``METHOD@FEATURES``."""
-        method, _, features = part.partition("@")
+        method, features = method_and_features(part)
         return self.method == method and (not features or self.features == features)
 
 
