@@ -80,6 +80,13 @@ def timed_rate(step: Callable[[], object], images: int, device: torch.device) ->
     return images * STEPS / median_seconds(one_round, ROUNDS)
 
 
+def shown(row: list) -> list:
+    """``row``, printed as soon as it is measured: a run stopped by its time limit still
+    leaves the figures it got (the table at the end repeats them)."""
+    print("measured: " + " | ".join(str(cell) for cell in row if cell != ""), flush=True)
+    return row
+
+
 def line_rates(run: Path, key: str) -> float:
     """Median of a run's metrics.jsonl ``key`` after its first line (the warm-up)."""
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x]
@@ -109,7 +116,9 @@ def bare_pretrain_rate(config: cp.PretrainConfig, device: torch.device) -> float
 
 def pretrain_rows(args: argparse.Namespace, pool: str, device: torch.device) -> list[list]:
     rows, by_res = [], {}
-    for mode, arch in (("supervised", args.supervised_arch), ("moco", args.moco_arch)):
+    archs = {"supervised": args.supervised_arch, "moco": args.moco_arch}
+    for mode in args.modes:
+        arch = archs[mode]
         for res in args.resolutions:
             config = cp.build_config(cp.PretrainConfig, "paper", mode=mode, arch=arch,
                                      resolution=res, epochs=args.epochs,
@@ -121,13 +130,13 @@ def pretrain_rows(args: argparse.Namespace, pool: str, device: torch.device) -> 
             tool, memory = line_rates(out, "images_per_s"), peak_gib(device)
             bare = bare_pretrain_rate(config, device)
             by_res[(mode, res)] = tool
-            rows.append([f"pretrain {mode} {arch} {res}px", f"{tool:,.0f}", f"{bare:,.0f}",
-                         f"{tool / bare:.2f}", ">= 0.9", memory])
+            rows.append(shown([f"pretrain {mode} {arch} {res}px", f"{tool:,.0f}",
+                               f"{bare:,.0f}", f"{tool / bare:.2f}", ">= 0.9", memory]))
         low, high = min(args.resolutions), max(args.resolutions)
         if low != high:
             ratio = by_res[(mode, low)] / by_res[(mode, high)]
-            rows.append([f"pretrain {mode} {low} vs {high} px (tool)", "", "", f"{ratio:.2f}",
-                         ">= 3.5", ""])
+            rows.append(shown([f"pretrain {mode} {low} vs {high} px (tool)", "", "",
+                               f"{ratio:.2f}", ">= 3.5", ""]))
     return rows
 
 
@@ -159,9 +168,9 @@ def score_rows(args: argparse.Namespace, pool: str, target: str, device: torch.d
         with autocast(device, True):
             model(images)
     bare = timed_rate(forward, args.batch_size, device)
-    return [[f"score {args.score_arch} {args.score_resolution}px from JPEG", f"{tool:,.0f}",
-             f"{bare:,.0f}", f"{tool / bare:.2f}", ">= 0.8", memory],
-            [f"  -> 1.28 M images: {1.28e6 / tool / 3600:.2f} h", "", "", "", "", ""]]
+    return [shown([f"score {args.score_arch} {args.score_resolution}px from JPEG",
+                   f"{tool:,.0f}", f"{bare:,.0f}", f"{tool / bare:.2f}", ">= 0.8", memory]),
+            shown([f"  -> 1.28 M images: {1.28e6 / tool / 3600:.2f} h", "", "", "", "", ""])]
 
 
 def finetune_rows(args: argparse.Namespace, target: str, device: torch.device) -> list[list]:
@@ -172,9 +181,8 @@ def finetune_rows(args: argparse.Namespace, target: str, device: torch.device) -
                              workers=args.workers, device=str(device), compile=args.compile)
     peak_reset(device)
     cp.finetune(target, out, config, resume=True)
-    return [[f"finetune {args.supervised_arch} {config.resolution}px",
-             f"{line_rates(out, 'images_per_s'):,.0f}",
-             "", "", "", peak_gib(device)]]
+    return [shown([f"finetune {args.supervised_arch} {config.resolution}px",
+                   f"{line_rates(out, 'images_per_s'):,.0f}", "", "", "", peak_gib(device)])]
 
 
 def downstream_rows(args: argparse.Namespace, device: torch.device) -> list[list]:
@@ -196,19 +204,22 @@ def downstream_rows(args: argparse.Namespace, device: torch.device) -> list[list
         peak_reset(device)
         command(str(voc), out, config, resume=True)
         rate = line_rates(out, "iterations_per_s")  # both write a line per few iterations
-        rows.append([f"{name} ({args.downstream_preset} preset, batch {config.batch_size})",
-                     f"{rate:,.2f} it/s",
-                     "", "", "", peak_gib(device)])
+        rows.append(shown([f"{name} ({args.downstream_preset} preset, batch {config.batch_size})",
+                           f"{rate:,.2f} it/s", "", "", "", peak_gib(device)]))
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="/tmp/condpretrain-gpu")
+    parser.add_argument("--data", default=None,
+                        help="where the synthetic pool and target go (default OUT/data); a "
+                             "second run with other flags reuses them")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--pool-images", type=int, default=20000)
     parser.add_argument("--target-images", type=int, default=500, help="target train images")
     parser.add_argument("--resolutions", default="224,112")
+    parser.add_argument("--modes", default="supervised,moco", help="pre-training modes timed")
     parser.add_argument("--supervised-arch", default="resnet34")
     parser.add_argument("--moco-arch", default="resnet50")
     parser.add_argument("--score-arch", default="resnet18")
@@ -226,12 +237,14 @@ def main() -> None:
     parser.add_argument("--only", default="pretrain,score,finetune,downstream")
     args = parser.parse_args()
     args.resolutions = [int(r) for r in args.resolutions.split(",")]
+    args.modes = args.modes.split(",")
     device = resolve_device(args.device)
     started = time.perf_counter()
-    made = make(Path(args.out) / "data", args.pool_images, 100, args.target_images,
+    data = Path(args.data or Path(args.out) / "data")
+    made = make(data, args.pool_images, 100, args.target_images,
                 max(args.target_images // 5, 10), 10,
                 workers=max(args.workers, 1))
-    pool, target = str(Path(args.out) / "data" / "pool"), str(Path(args.out) / "data" / "target")
+    pool, target = str(data / "pool"), str(data / "target")
     stages = {"pretrain": lambda: pretrain_rows(args, pool, device),
               "score": lambda: score_rows(args, pool, target, device),
               "finetune": lambda: finetune_rows(args, target, device),

@@ -7,20 +7,25 @@
 #   DEVICE=cpu SMALL=1 bash bench/gpu_workflow.sh /tmp/wf   # CPU smoke: tiny sizes
 #
 # Sizes: the pool is ImageNet-like JPEGs (bench/imagenet_like.py); SMALL=1 shrinks images,
-# resolutions, epochs and iterations so a 2-core CPU finishes in minutes.
+# resolutions, epochs and iterations so a 2-core CPU finishes in minutes. bench/gpu_session.sh
+# runs it with a smaller pool inside a device budget.
 set -euo pipefail
 OUT=${1:-/tmp/condpretrain-workflow}
 DEVICE=${DEVICE:-cuda}
+PY=${PYTHON:-python3}  # the interpreter that holds torch (python3 on the GPU images)
 BENCH=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$OUT/logs"
+# Any size below may also be set from the environment (POOL=1000 EPOCHS=1 ...).
 if [ "${SMALL:-0}" = 1 ]; then
-    POOL=200 HI=32 LO=16 EPOCHS=1 ITERS=4 BATCH=16 WORKERS=2 PRESET=quick VOCSIZE=64
+    : "${POOL:=200}" "${HI:=32}" "${LO:=16}" "${EPOCHS:=1}" "${ITERS:=4}" "${BATCH:=16}"
+    : "${WORKERS:=2}" "${PRESET:=quick}" "${VOCSIZE:=64}"
 else
-    POOL=4000 HI=224 LO=112 EPOCHS=2 ITERS=200 BATCH=128 WORKERS=12 PRESET=paper VOCSIZE=480
+    : "${POOL:=4000}" "${HI:=224}" "${LO:=112}" "${EPOCHS:=2}" "${ITERS:=200}" "${BATCH:=128}"
+    : "${WORKERS:=12}" "${PRESET:=paper}" "${VOCSIZE:=480}"
 fi
-python "$BENCH/imagenet_like.py" --out "$OUT/data" --images "$POOL" --classes 20 --target 200 \
+"$PY" "$BENCH/imagenet_like.py" --out "$OUT/data" --images "$POOL" --classes 20 --target 200 \
     --target-test 100 --target-classes 5 --workers "$WORKERS"
-python - "$OUT/voc" "$VOCSIZE" <<'PY'
+"$PY" - "$OUT/voc" "$VOCSIZE" <<'PY'
 import sys
 from pathlib import Path
 sys.path.insert(0, "tests/downstream")

@@ -32,7 +32,8 @@ def seed(grid: bool = False, what: str = "random seed") -> Any:
 
 
 def checkpoint_minutes() -> Any:
-    return option(10.0, "minutes between checkpoints (also mid-epoch)", low=0, neutral=True)
+    return option(10.0, "minutes between checkpoints, mid-epoch or at an epoch end (0: every "
+                  "step); the end of the run is always saved", low=0, neutral=True)
 
 
 def max_image_pixels() -> Any:

@@ -28,7 +28,7 @@ from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
 from condpretrain.registry import DOWNSTREAM_TASKS, LAST
 from condpretrain.train.common import open_run
-from condpretrain.train.data import SeededDataset, make_loader
+from condpretrain.train.data import EpochLoader, SeededDataset
 from condpretrain.train.loop import Recorder, Schedule, Trainer, TrainTask, restore
 from condpretrain.train.run import CostMeter, RunDir
 
@@ -142,11 +142,10 @@ class DownstreamTask(Generic[Item]):
                          "config": to_dict(config), "train_images": len(train_items),
                          "test_images": len(test_items)})
 
-        def loader(epoch: int, skip: int):
-            return make_loader(dataset, batch_size=batch, workers=config.workers, epoch=epoch,
-                               seed=config.seed, rank=ctx.rank, world=ctx.world_size,
-                               shuffle=True, skip_batches=skip, drop_last=True,
-                               pin=device.type == "cuda", collate=self.collate, fill=True)
+        loader = EpochLoader(dataset, batch_size=batch, workers=config.workers,
+                             seed=config.seed, rank=ctx.rank, world=ctx.world_size, shuffle=True,
+                             drop_last=True, pin=device.type == "cuda", collate=self.collate,
+                             fill=True)
 
         trainer.run(loader, schedule, position=resumed.position,
                     recorder=Recorder(run, cost, 3.0,

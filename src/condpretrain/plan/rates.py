@@ -148,7 +148,7 @@ def pretrain_key(mode: str, resolution: int) -> str:
 
 
 def _epoch_order(images: int) -> EpochSampler:
-    """A training epoch's order as ``train.data.make_loader`` draws it (padded, two
+    """A training epoch's order as ``train.data.EpochLoader`` draws it (padded, two
     samples at least)."""
     return EpochSampler(images, seed=0, shuffle=True, pad=True, min_share=2)
 

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset, Sampler
 
 from condpretrain.device import prepare_model, to_device
 from condpretrain.dist import DistContext, unwrap, wrap_ddp
-from condpretrain.train.data import SeededDataset, good_samples, make_loader
+from condpretrain.train.data import EpochLoader, SeededDataset, good_samples
 from condpretrain.train.loop import Trainer
 from condpretrain.train.metrics import Metrics, StepOutput
 from condpretrain.train.supervised import zero_loss
@@ -70,10 +70,9 @@ def train_classifier(
                                 weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
 
-    def loader_for_epoch(epoch: int):
-        return make_loader(dataset, batch_size=batch_size, workers=workers, epoch=epoch,
-                           seed=seed, rank=ctx.rank, world=ctx.world_size, shuffle=True,
-                           drop_last=False, pin=device.type == "cuda", sampler=sampler)
+    loader_for_epoch = EpochLoader(dataset, batch_size=batch_size, workers=workers, seed=seed,
+                                   rank=ctx.rank, world=ctx.world_size, shuffle=True,
+                                   drop_last=False, pin=device.type == "cuda", sampler=sampler)
 
     trainer = Trainer(ClassifierTask(wrap_ddp(model, device, ctx)), optimizer, scheduler, device,
                       amp, desc=desc, dist_ctx=ctx)

@@ -181,25 +181,78 @@ class EpochBatches(Sampler[list[int]]):
         return max(count - self.skip, 0)
 
 
-def make_loader(dataset: Dataset, *, batch_size: int, workers: int, epoch: int, seed: int,
-                rank: int, world: int, shuffle: bool, skip_batches: int = 0, drop_last: bool,
-                pin: bool, sampler: Sampler[int] | None = None, collate: Callable | None = None,
-                fill: bool = False) -> DataLoader:
-    """A fresh loader for one epoch, starting after ``skip_batches`` batches: this rank's
+class _AtEpoch(Dataset):
+    """``dataset`` read by ``(epoch, index)`` keys: the epoch travels with every index, so
+    workers kept alive between epochs still seed sample ``i`` of epoch ``e`` from ``(seed,
+    e, i)`` (a dataset attribute set in the main process would not reach them)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        if hasattr(self.dataset, "epoch"):
+            self.dataset.epoch = epoch
+        return self.dataset[index]
+
+
+class _KeyedBatches(Sampler[list[tuple[int, int]]]):
+    """:class:`EpochBatches` with each index paired with its epoch."""
+
+    def __init__(self, batches: EpochBatches) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch = self.batches.order.epoch
+        return iter([[(epoch, i) for i in batch] for batch in self.batches.batches()])
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class EpochLoader:
+    """The loaders of every epoch of a run: ``loaders(epoch, skip_batches)`` is this rank's
     share of an :class:`EpochSampler` over ``dataset`` (or over ``sampler``'s order), in
-    :class:`EpochBatches` (never a last batch of one sample).
+    :class:`EpochBatches` (never a last batch of one sample), from batch ``skip_batches`` on.
+
+    ``persistent``: one DataLoader whose workers live from the first epoch to the last
+    (``persistent_workers``), its batch sampler pointed at each new epoch, rather than a
+    fresh loader and fresh workers per epoch; at 112 px an epoch of a small subset lasts
+    seconds, and starting a dozen workers and refilling their queues is a visible share of
+    that. Batches are the same either way (the epoch travels with each index, and the
+    loader's own generator keeps the caller's RNG stream untouched), so a resumed run still
+    sees the batches an uninterrupted one saw.
     ``fill``: at least one full batch per rank, however small the dataset. A training
     loader (``shuffle``) gives each rank at least two samples, repeated if need be, so
     even a one-image share makes a batch BatchNorm can train on."""
-    if hasattr(dataset, "epoch"):
-        dataset.epoch = epoch  # copied into the workers when the loader's iterator starts
-    order = EpochSampler(sampler if sampler is not None else len(dataset),  # type: ignore[arg-type]
-                         seed=seed, epoch=epoch, rank=rank, world=world, shuffle=shuffle,
-                         pad=shuffle, min_share=batch_size if fill else (2 if shuffle else 0))
-    batches = EpochBatches(order, batch_size, drop_last=drop_last, skip=skip_batches)
-    return DataLoader(dataset, batch_sampler=batches, num_workers=workers,
-                      collate_fn=collate, pin_memory=pin,
-                      persistent_workers=False, prefetch_factor=4 if workers else None)
+
+    def __init__(self, dataset: Dataset, *, batch_size: int, workers: int, seed: int, rank: int,
+                 world: int, shuffle: bool, drop_last: bool, pin: bool,
+                 sampler: Sampler[int] | None = None, collate: Callable | None = None,
+                 fill: bool = False, persistent: bool = True) -> None:
+        order = EpochSampler(sampler if sampler is not None else len(dataset),  # type: ignore[arg-type]
+                             seed=seed, rank=rank, world=world, shuffle=shuffle, pad=shuffle,
+                             min_share=batch_size if fill else (2 if shuffle else 0))
+        self.batches = EpochBatches(order, batch_size, drop_last=drop_last)
+        self.loader = DataLoader(
+            _AtEpoch(dataset), batch_sampler=_KeyedBatches(self.batches), num_workers=workers,
+            collate_fn=collate, pin_memory=pin, persistent_workers=persistent and workers > 0,
+            prefetch_factor=4 if workers else None,
+            generator=torch.Generator().manual_seed(seed))  # the workers' base seed
+
+    def __call__(self, epoch: int, skip_batches: int = 0) -> DataLoader:
+        self.batches.order.epoch, self.batches.skip = epoch, skip_batches
+        return self.loader
+
+
+def make_loader(dataset: Dataset, *, epoch: int, skip_batches: int = 0, **options: Any
+                ) -> DataLoader:
+    """A loader for one epoch alone (evaluation passes, one-off reads): an
+    :class:`EpochLoader` with no workers kept; ``options`` are its arguments."""
+    return EpochLoader(dataset, persistent=False, **options)(epoch, skip_batches)
 
 
 def supervised_augment(resolution: int, scale: float = 0.08, flip: bool = True) -> v2.Compose:

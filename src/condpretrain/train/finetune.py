@@ -27,7 +27,13 @@ from condpretrain.log import get_logger
 from condpretrain.models import build_resnet, flops_per_image, load_backbone, save_backbone
 from condpretrain.train import common
 from condpretrain.train.common import RunResult
-from condpretrain.train.data import AugmentedDataset, eval_crop, make_loader, supervised_augment
+from condpretrain.train.data import (
+    AugmentedDataset,
+    EpochLoader,
+    eval_crop,
+    make_loader,
+    supervised_augment,
+)
 from condpretrain.train.loop import Best, Metrics, Recorder, Schedule, Trainer, restore
 from condpretrain.train.methods import PRETRAIN_METHODS
 from condpretrain.train.run import BACKBONE_FILE, CostMeter, RunDir
@@ -144,11 +150,9 @@ def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool,
         cost.add_flops(scores.pop("_seen", 0), 1.0)
         return scores
 
-    def loader(epoch: int, skip: int):
-        return make_loader(train_set, batch_size=config.batch_size, workers=config.workers,
-                           epoch=epoch, seed=config.seed, rank=ctx.rank, world=ctx.world_size,
-                           shuffle=True, skip_batches=skip, drop_last=False,
-                           pin=device.type == "cuda")
+    loader = EpochLoader(train_set, batch_size=config.batch_size, workers=config.workers,
+                         seed=config.seed, rank=ctx.rank, world=ctx.world_size, shuffle=True,
+                         drop_last=False, pin=device.type == "cuda")
 
     trainer.run(loader, Schedule.by_epochs(config.epochs), position=resumed.position,
                 recorder=Recorder(run, cost, 3.0, info, config.checkpoint_minutes * 60,

@@ -23,7 +23,7 @@ from condpretrain.errors import CondPretrainError
 from condpretrain.models import build_resnet, flops_per_image, load_backbone, save_backbone
 from condpretrain.train import common
 from condpretrain.train.common import RunResult
-from condpretrain.train.data import AugmentedDataset, make_loader
+from condpretrain.train.data import AugmentedDataset, EpochLoader
 from condpretrain.train.loop import Metrics, Recorder, Schedule, Trainer, restore
 from condpretrain.train.methods import PRETRAIN_METHODS, PretrainMethod
 from condpretrain.train.run import BACKBONE_FILE, CostMeter, RunDir
@@ -88,11 +88,9 @@ def _pretrain(sources, out: Path, method: PretrainMethod, subset, resume: bool,
                            flops_per_image=flops_per_image(method.arch, config.resolution))
     cost.add_cache(common.cache_seconds([source]))
 
-    def loader(epoch: int, skip: int):
-        return make_loader(dataset, batch_size=config.batch_size, workers=config.workers,
-                           epoch=epoch, seed=config.seed, rank=ctx.rank, world=ctx.world_size,
-                           shuffle=True, skip_batches=skip, drop_last=method.drop_last,
-                           pin=device.type == "cuda")
+    loader = EpochLoader(dataset, batch_size=config.batch_size, workers=config.workers,
+                         seed=config.seed, rank=ctx.rank, world=ctx.world_size, shuffle=True,
+                         drop_last=method.drop_last, pin=device.type == "cuda")
 
     def on_line(metrics: Metrics) -> dict:
         return {"accuracy": metrics.accuracy}
