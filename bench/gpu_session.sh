@@ -3,27 +3,30 @@
 # (15 minutes in all, machine start included; one command at most 10 minutes). From the
 # repository root on the device machine:
 #
-#   bash bench/gpu_session.sh "$OUT" 520        # OUT: the folder whose files come back
-#   DEVICE=cpu SMALL=1 bash bench/gpu_session.sh /tmp/session 1200   # CPU smoke of the script
+#   bash bench/gpu_session.sh "$OUT" 530        # OUT: the folder whose files come back
+#   STAGES=compile bash bench/gpu_session.sh "$OUT" 150   # next, on the still-warm machine
+#   DEVICE=cpu SMALL=1 bash bench/gpu_session.sh /tmp/session 1500   # CPU smoke of the script
 #
-# Stages, in the order of what the issue needs most; stage i must end by
-# start + (share_1 + ... + share_i) * BUDGET, so time one stage leaves goes to the next:
+# Stages (STAGES, default env,bench,workflow,compile), in the order of what the issue needs
+# most; a stage with a share must end by start + (its share + the shares before it) x
+# BUDGET, so time one stage leaves goes to the next:
 #   env       the device, the library versions, nvJPEG and faiss on the GPU (seconds)
 #   bench     bench/gpu.py: every throughput figure, printed row by row as measured, so a
-#             stage cut off by its limit still leaves what it got                    (45 %)
-#   workflow  bench/gpu_workflow.sh on a smaller pool: every README command on CUDA (35 %)
-#   compile   bench/gpu.py --compile on pre-training, against bench's figures: the
-#             data for the --compile default                                         (rest)
+#             stage cut off by its limit still leaves what it got                    (55 %)
+#   workflow  bench/gpu_workflow.sh on a smaller pool: every README command on CUDA (45 %)
+#   compile   bench/gpu.py --compile on pre-training, on bench's pool, against bench's
+#             figures: the data for the --compile default                 (what is left)
 # A stage that fails or runs out of time is reported and the next one still runs.
 # Returned in OUT (at most 8 files come back): session.log (everything printed here),
 # bench.log, compile.log, workflow.log, workflow-logs.tar.gz (each workflow step's log).
 # The work itself goes to WORK (default /tmp/condpretrain-session), outside OUT.
 #
 # Packages the device image lacks travel as wheels in .whl/ (carry it): faiss-cpu. How to
-# fetch them here is in README.md, "A GPU session".
+# fetch them here is in README.md, "Taking the GPU figures".
 set -uo pipefail
 OUT=${1:?usage: gpu_session.sh OUT [BUDGET_SECONDS]}
-BUDGET=${2:-520}
+BUDGET=${2:-530}
+STAGES=",${STAGES:-env,bench,workflow,compile},"
 WORK=${WORK:-/tmp/condpretrain-session}
 DEVICE=${DEVICE:-cuda}
 PY=${PYTHON:-python3}
@@ -48,6 +51,7 @@ export PATH="$WORK/bin:$PATH"
 deadline=0
 stage() {  # stage NAME SHARE LOG COMMAND...: run it until its deadline; report how it ended
     local name=$1 share=$2 log=$3; shift 3
+    [[ $STAGES == *",$name,"* ]] || return 0
     deadline=$(( deadline + BUDGET * share / 100 ))
     local limit=$(( START + deadline - SECONDS ))
     [ "$name" = compile ] && limit=$(( START + BUDGET - SECONDS ))  # the rest, whatever it is
@@ -66,6 +70,7 @@ stage() {  # stage NAME SHARE LOG COMMAND...: run it until its deadline; report 
     esac
 }
 
+env_stage() {
 echo "== env"
 nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
 echo "cores $(nproc); $(free -g | awk '/Mem/ {print $2 " GiB memory"}'); /dev/shm $(df -h /dev/shm | awk 'NR == 2 {print $2}') (the loaders' workers pass batches through it)"
@@ -92,6 +97,8 @@ if sys.argv[1].startswith("cuda"):
     print("nvJPEG batched decode:", [tuple(x.shape) for x in decode_jpeg([data, data],
                                                                            device="cuda")])
 PY
+}
+[[ $STAGES == *",env,"* ]] && env_stage
 
 if [ "${SMALL:-0}" = 1 ]; then  # the CPU smoke: toy sizes (bench/gpu.py's docstring)
     BENCH_SIZES=(--pool-images 96 --target-images 40 --resolutions 32,16 --supervised-arch
@@ -100,20 +107,20 @@ if [ "${SMALL:-0}" = 1 ]; then  # the CPU smoke: toy sizes (bench/gpu.py's docst
                  --downstream-preset quick --voc-images 16 --voc-size 64)
     COMPILE_SIZES=(--resolutions 16 --supervised-arch resnet10 --moco-arch resnet10
                    --batch-size 16 --pool-images 96 --target-images 40 --epochs 2 --workers 2)
-else  # sized so that each stage fits its share of ~520 s on one H100
+else  # sized so that each stage fits its share of ~530 s on one H100
     BENCH_SIZES=(--pool-images 10000 --epochs 3 --iterations 100 --workers 14)
     COMPILE_SIZES=(--resolutions 224,112 --pool-images 10000 --epochs 3 --workers 14)
 fi
-stage bench 45 bench.log "$PY" "$REPO/bench/gpu.py" --device "$DEVICE" --out "$WORK/bench" \
+stage bench 55 bench.log "$PY" "$REPO/bench/gpu.py" --device "$DEVICE" --out "$WORK/bench" \
     "${BENCH_SIZES[@]}"
 if [ "${SMALL:-0}" = 1 ]; then
-    stage workflow 35 workflow.log env DEVICE="$DEVICE" SMALL=1 \
+    stage workflow 45 workflow.log env DEVICE="$DEVICE" SMALL=1 \
         bash "$REPO/bench/gpu_workflow.sh" "$WORK/workflow"
 else
-    stage workflow 35 workflow.log env DEVICE="$DEVICE" POOL=1500 EPOCHS=1 ITERS=40 \
+    stage workflow 45 workflow.log env DEVICE="$DEVICE" POOL=1500 EPOCHS=1 ITERS=40 \
         BATCH=128 WORKERS=14 bash "$REPO/bench/gpu_workflow.sh" "$WORK/workflow"
 fi
-tar -czf "$OUT/workflow-logs.tar.gz" -C "$WORK/workflow" logs 2>/dev/null
+[ -d "$WORK/workflow/logs" ] && tar -czf "$OUT/workflow-logs.tar.gz" -C "$WORK/workflow" logs
 # The same pool (--data) and the same sizes as bench, compiled: pre-training only.
 stage compile 0 compile.log "$PY" "$REPO/bench/gpu.py" --device "$DEVICE" --compile \
     --only pretrain --out "$WORK/compile" --data "$WORK/bench/data" "${COMPILE_SIZES[@]}"

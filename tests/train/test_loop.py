@@ -125,3 +125,19 @@ def test_epoch_sampler_fills_and_shards():
     base = EpochSampler(10, seed=5, epoch=2)
     assert EpochSampler(base, seed=0, start=3).indices() == base.indices()[3:]
     assert len(EpochSampler(0, seed=0)) == 0 and list(EpochSampler(0, seed=0)) == []
+
+
+@pytest.mark.parametrize(("interval", "saves"), [(None, 3), (3600.0, 1), (0.0, 9)])
+def test_epoch_ends_save_only_when_the_interval_is_due(tmp_path, monkeypatch, interval, saves):
+    """An epoch schedule without an interval saves at every epoch end; with one, only when
+    it is due (an hour: never here) and at the end of the run; 0 saves after every step
+    (2 steps in each of 3 epochs) and at every epoch end."""
+    saved = []
+    monkeypatch.setattr(RunDir, "save_checkpoint", lambda self, state: saved.append(state))
+    run = RunDir(tmp_path / "run")
+    run.prepare(False)
+    trainer = _trainer(6)
+    trainer.run(_loader, Schedule.by_epochs(3), recorder=Recorder(
+        run, CostMeter.start(None, flops_per_image=1), checkpoint_seconds=interval))
+    assert len(saved) == saves
+    assert saved[-1]["position"]["epoch"] == 3

@@ -93,6 +93,29 @@ def test_on_one_process_keys_are_computed_among_other_images_than_their_query():
     assert not torch.equal(step2, copy.deepcopy(model)._key_order(16, images.device))
 
 
+def test_the_counters_live_on_the_host_and_follow_a_loaded_state():
+    """The key-shuffle step and the queue pointer are read from their buffers once, then
+    counted on the host (no step reads the device); loading a state (a resume) makes the
+    next step read the loaded buffers, so its shuffle and queue slot are the saved run's."""
+    trained, fresh = tiny_moco(4), tiny_moco(4)
+    images = torch.randn(16, 3, 32, 32)
+    with torch.no_grad():
+        for _ in range(3):
+            trained(images, images)
+    assert int(trained.key_steps) == 3 and int(trained.queue_ptr) == 16  # 3 x 16 mod 32
+    assert trained._counts() == [3, 16]
+    fresh(images, images)  # fresh's host counters now say [1, 16]
+    fresh.load_state_dict(trained.state_dict())
+    assert fresh._counts() == [3, 16]
+    assert torch.equal(fresh._key_order(16, images.device),
+                       copy.deepcopy(trained)._key_order(16, images.device))
+    fresh.queue.zero_()
+    keys = torch.ones(16, 8)
+    fresh._enqueue(keys)
+    assert torch.equal(fresh.queue[:, 16:], keys.T) and not fresh.queue[:, :16].any()
+    assert int(fresh.queue_ptr) == 0 and fresh._counts() == [4, 0]
+
+
 def test_split_batch_norm_running_stats_and_eval():
     torch.manual_seed(0)
     plain = nn.BatchNorm2d(3)

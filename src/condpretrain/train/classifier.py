@@ -13,9 +13,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
-from condpretrain.device import prepare_model, to_device
+from condpretrain.device import prepare_model
 from condpretrain.dist import DistContext, unwrap, wrap_ddp
-from condpretrain.train.data import EpochLoader, SeededDataset, good_samples
+from condpretrain.train.data import EpochLoader, SeededDataset, good_samples, kept_on_device
 from condpretrain.train.loop import Trainer
 from condpretrain.train.metrics import Metrics, StepOutput
 from condpretrain.train.supervised import zero_loss
@@ -30,7 +30,7 @@ class ClassifierTask:
     def training_step(self, batch, device: torch.device) -> StepOutput:
         images, labels, _, errors = batch
         keep = good_samples(errors)
-        images, labels = to_device(images[keep], device), labels[keep].to(device)
+        images, labels = kept_on_device(images, keep, device), kept_on_device(labels, keep, device)
         if len(labels) < 2:  # only broken files, or one good image that BatchNorm cannot
             return StepOutput(zero_loss(self.model), 0)  # train on: a zero loss keeps the graph
         return StepOutput(nn.functional.cross_entropy(self.model(images), labels), len(labels))

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from condpretrain.device import to_device
 from condpretrain.dist import concat_all_gather
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
@@ -135,27 +137,54 @@ class MoCo(nn.Module):
         # Steps taken, which seed the key shuffle: a buffer, so a resumed run draws the
         # same shuffles as an uninterrupted one.
         self.register_buffer("key_steps", torch.zeros(1, dtype=torch.long))
+        self._host_counts: list[int] | None = None  # see _counts
+        self.register_load_state_dict_post_hook(MoCo._forget_counts)
+
+    def _counts(self) -> list[int]:
+        """``[key_steps, queue_ptr]`` mirrored on the host: read from the buffers once
+        (after construction or a load), then kept in step with them, so no training step
+        waits for the device to read a counter back."""
+        if self._host_counts is None:
+            self._host_counts = [int(self.key_steps), int(self.queue_ptr)]
+        return self._host_counts
+
+    @staticmethod
+    def _forget_counts(module: MoCo, _incompatible_keys: Any) -> None:
+        module._host_counts = None
 
     @torch.no_grad()
     def _momentum_update(self) -> None:
         for q, k in zip(self.encoder_q.parameters(), self.encoder_k.parameters(), strict=True):
-            k.mul_(self.momentum).add_(q.detach(), alpha=1.0 - self.momentum)
+            # Not add_(q, alpha=...): torch 2.11's compiler splits that into a mul and an
+            # add that round differently from the eager kernel (compiled and eager drift).
+            k.mul_(self.momentum).add_(q.detach() * (1.0 - self.momentum))
 
+    # The two counters' steps run eagerly under --compile: a host integer that changes
+    # every step would otherwise make torch.compile recompile every step.
+    @torch.compiler.disable
     @torch.no_grad()
     def _enqueue(self, keys: torch.Tensor) -> None:
         keys = concat_all_gather(keys)  # global batch x dim
-        size = self.queue.shape[1]
-        ptr = int(self.queue_ptr)
+        counts = self._counts()
+        ptr = counts[1]
         # The queue is a multiple of the global batch (clamp_queue), so this never wraps.
         self.queue[:, ptr:ptr + keys.shape[0]] = keys.T.to(self.queue.dtype)
-        self.queue_ptr[0] = (ptr + keys.shape[0]) % size
+        counts[1] = (ptr + keys.shape[0]) % self.queue.shape[1]
+        self.queue_ptr.fill_(counts[1])
 
+    @torch.compiler.disable
     def _key_order(self, size: int, device: torch.device) -> torch.Tensor:
         """A permutation of ``size``, the same on every rank: drawn from the seed and the
-        step count rather than the global RNG."""
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.key_steps))
-        self.key_steps += 1
-        return torch.randperm(size, generator=generator).to(device)
+        step count rather than the global RNG; copied from pinned memory, so the host
+        does not wait for the device."""
+        counts = self._counts()
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + counts[0])
+        counts[0] += 1
+        self.key_steps.fill_(counts[0])
+        order = torch.randperm(size, generator=generator)
+        if device.type == "cuda":
+            order = order.pin_memory()
+        return order.to(device, non_blocking=True)
 
     @torch.no_grad()
     def _shuffled_keys(self, im_k: torch.Tensor) -> torch.Tensor:
@@ -204,6 +233,7 @@ class MocoTask:
         views, _, _, errors = batch
         # Broken files stay in (as zero images): MoCo needs equal batch sizes on every rank.
         used = int(good_samples(errors).sum())
+        views = to_device(views, device)  # whole, from pinned memory: the views are slices
         im_q = normalize(views[:, 0], device)
         im_k = normalize(views[:, 1], device)
         logits, labels = self.model(im_q, im_k)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from condpretrain.device import autocast
-from condpretrain.train.data import good_samples, normalize
+from condpretrain.train.data import good_samples, kept_on_device, normalize
 from condpretrain.train.metrics import StepOutput
 
 
@@ -25,8 +25,8 @@ class SupervisedTask:
         # keeps DDP's graph whole.
         if int(keep.sum()) < 2:
             return StepOutput(zero_loss(self.model), 0, 0)
-        images = normalize(images[keep], device)
-        labels = labels[keep].to(device, non_blocking=True)
+        images = normalize(kept_on_device(images, keep, device), device)
+        labels = kept_on_device(labels, keep, device)
         logits = self.model(images)
         correct = (logits.argmax(1) == labels).sum()
         return StepOutput(nn.functional.cross_entropy(logits, labels), len(labels), correct)
@@ -43,19 +43,21 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp: bool,
              topk: tuple[int, ...] = (1, 5)) -> tuple[dict[int, int], int, float]:
     """Hits at each k, images seen and summed loss over ``loader`` (this rank's share)."""
     model.eval()
-    hits = {k: 0 for k in topk}
-    seen, loss_sum = 0, 0.0
+    # Summed on the device and read once at the end: no batch waits for the last one.
+    hits = {k: torch.zeros((), dtype=torch.long, device=device) for k in topk}
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    seen = 0
     for images, labels, _, errors in loader:
         keep = good_samples(errors)
         if not bool(keep.any()):
             continue
-        images = normalize(images[keep], device)
-        labels = labels[keep].to(device, non_blocking=True)
+        images = normalize(kept_on_device(images, keep, device), device)
+        labels = kept_on_device(labels, keep, device)
         with autocast(device, amp):
             logits = model(images).float()
-        loss_sum += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
+        loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum")
         top = logits.topk(min(max(topk), logits.shape[1]), dim=1).indices
         for k in topk:
-            hits[k] += int((top[:, :k] == labels[:, None]).any(1).sum())
+            hits[k] += (top[:, :k] == labels[:, None]).any(1).sum()
         seen += len(labels)
-    return hits, seen, loss_sum
+    return {k: int(v) for k, v in hits.items()}, seen, float(loss_sum)
