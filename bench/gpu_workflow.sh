@@ -81,10 +81,12 @@ step "detect" condpretrain detect --preset "$PRESET" --voc "$OUT/voc" \
     "${COMMON[@]}" --out "$OUT/detect"
 step "segment" condpretrain segment --preset "$PRESET" --voc "$OUT/voc" \
     --init "$OUT/pre-supervised-$HI/backbone.pt" --epochs 2 "${COMMON[@]}" --out "$OUT/segment"
-step "torchrun-1-select" torchrun --standalone --nproc-per-node 1 -m condpretrain select \
+# torchrun as "$PY" -m torch.distributed.run: the same interpreter, whatever PATH holds.
+TORCHRUN=("$PY" -m torch.distributed.run --standalone --nproc-per-node 1)
+step "torchrun-1-select" "${TORCHRUN[@]}" -m condpretrain select \
     --preset "$PRESET" --source "$POOLDIR" --target "$TARGET" --method domain-classifier \
     --fraction 0.06 "${COMMON[@]}" --out "$OUT/torchrun-select"
-step "torchrun-1-pretrain" torchrun --standalone --nproc-per-node 1 -m condpretrain pretrain \
+step "torchrun-1-pretrain" "${TORCHRUN[@]}" -m condpretrain pretrain \
     --preset "$PRESET" --source "$POOLDIR" --subset "$OUT/torchrun-select/subset.csv" \
     --resolution "$LO" --epochs "$EPOCHS" --batch-size "$BATCH" "${COMMON[@]}" \
     --out "$OUT/torchrun-pretrain"
