@@ -1,5 +1,6 @@
 """``--deterministic``: cuDNN's deterministic kernels, no autotuning, torch's deterministic
-algorithms; otherwise cuDNN autotunes on CUDA (where shapes are fixed)."""
+algorithms; otherwise cuDNN autotunes on CUDA (where shapes are fixed). Batches reach the
+device whole; broken samples are dropped there."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import os
 import pytest
 import torch
 
-from condpretrain.device import configure_determinism
+from condpretrain.device import configure_determinism, kept_on_device
+from condpretrain.train.data import good_samples
 
 
 @pytest.fixture
@@ -46,3 +48,18 @@ def test_the_commands_apply_deterministic(restore_flags, two_part_pool, stripes_
                           deterministic=True)
     select([str(two_part_pool)], str(stripes_target), tmp_path / "s", config)
     assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+
+
+CPU = torch.device("cpu")
+
+
+def test_broken_samples_are_dropped_in_order():
+    batch = torch.arange(5 * 3 * 2 * 2, dtype=torch.uint8).view(5, 3, 2, 2)
+    keep = good_samples(["", "truncated", "", "", "not an image"])
+    assert torch.equal(kept_on_device(batch, keep, CPU), batch[[0, 2, 3]])
+    assert kept_on_device(torch.arange(5), keep, CPU).tolist() == [0, 2, 3]
+
+
+def test_a_batch_with_nothing_broken_is_not_indexed():
+    batch = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
+    assert kept_on_device(batch, good_samples([""] * 4), CPU) is batch  # no copy made

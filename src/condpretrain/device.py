@@ -54,6 +54,18 @@ def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     return batch
 
 
+def kept_on_device(batch: torch.Tensor, keep: torch.Tensor, device: torch.device
+                   ) -> torch.Tensor:
+    """The samples of ``batch`` that the host mask ``keep`` marks, on ``device``. The
+    whole batch is copied and the others dropped there: indexing on the host would copy
+    the batch out of pinned memory (a host copy, and a transfer the host waits for).
+    With every sample kept, the usual case, nothing is indexed."""
+    batch = to_device(batch, device)
+    if bool(keep.all()):
+        return batch
+    return batch[keep.to(device, non_blocking=True)]
+
+
 def configure_determinism(deterministic: bool, device: torch.device, benchmark: bool = True
                           ) -> None:
     """``--deterministic``: the same seed gives the same numbers on a GPU too (cuDNN's

@@ -40,7 +40,7 @@ from condpretrain.data.images import (
     normalize_pixels,
     read_source,
 )
-from condpretrain.device import to_device
+from condpretrain.device import kept_on_device
 from condpretrain.errors import CondPretrainError, UnreadableImageError
 
 if TYPE_CHECKING:  # the config layer sits above the data layer
@@ -151,7 +151,7 @@ def pool_batches(paths: Sequence[str], *, resolution: int, batch_size: int, work
                         pin_memory=device.type == "cuda")
     for images, _, rows, errors in loader:
         batch = Batch(images, rows.numpy(), list(errors))
-        batch.images = to_device(images[torch.from_numpy(batch.good)], device)
+        batch.images = kept_on_device(images, torch.from_numpy(batch.good), device)
         yield batch
 
 

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
-from condpretrain.device import prepare_model
+from condpretrain.device import kept_on_device, prepare_model
 from condpretrain.dist import DistContext, unwrap, wrap_ddp
-from condpretrain.train.data import EpochLoader, SeededDataset, good_samples, kept_on_device
+from condpretrain.train.data import EpochLoader, SeededDataset, good_samples
 from condpretrain.train.loop import Trainer
 from condpretrain.train.metrics import Metrics, StepOutput
 from condpretrain.train.supervised import zero_loss

@@ -297,14 +297,3 @@ def good_samples(errors: Sequence[str]) -> torch.Tensor:
     """Mask of the samples whose image decoded (broken files are masked out)."""
     return torch.tensor([not error for error in errors], dtype=torch.bool)
 
-
-def kept_on_device(batch: torch.Tensor, keep: torch.Tensor, device: torch.device
-                   ) -> torch.Tensor:
-    """The samples of ``batch`` that ``keep`` marks, on ``device``. The whole batch is
-    copied and the broken samples dropped there: indexing on the host would copy the
-    batch out of pinned memory (a host copy, and a transfer the host waits for). With
-    none broken, the usual case, nothing is indexed."""
-    batch = to_device(batch, device)
-    if bool(keep.all()):
-        return batch
-    return batch[keep.to(device, non_blocking=True)]

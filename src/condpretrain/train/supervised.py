@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from condpretrain.device import autocast
-from condpretrain.train.data import good_samples, kept_on_device, normalize
+from condpretrain.device import autocast, kept_on_device
+from condpretrain.train.data import good_samples, normalize
 from condpretrain.train.metrics import StepOutput
 
 
