@@ -173,6 +173,14 @@ class MoCo(nn.Module):
         self.queue_ptr.fill_(counts[1])
 
     @torch.compiler.disable
+    def _negatives(self) -> torch.Tensor:
+        """This step's negatives: a copy of the queue, made outside any compiled graph.
+        The backward pass reads them after ``_enqueue`` has written the queue in place;
+        under --compile (inductor) a copy made inside the graph was elided and the
+        backward found its saved tensor modified (a crash at the first step)."""
+        return self.queue.clone()
+
+    @torch.compiler.disable
     def _key_order(self, size: int, device: torch.device) -> torch.Tensor:
         """A permutation of ``size``, the same on every rank: drawn from the seed and the
         step count rather than the global RNG; copied from pinned memory, so the host
@@ -216,7 +224,7 @@ class MoCo(nn.Module):
             q = nn.functional.normalize(features.float(), dim=1)
             k = nn.functional.normalize(keys.float(), dim=1)
             positive = (q * k).sum(1, keepdim=True)  # N x 1
-            negative = q @ self.queue.clone().detach().float()  # N x K
+            negative = q @ self._negatives().float()  # N x K
             logits = torch.cat([positive, negative], dim=1) / self.temperature
         labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
         self._enqueue(k)
