@@ -296,4 +296,3 @@ def normalize(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 def good_samples(errors: Sequence[str]) -> torch.Tensor:
     """Mask of the samples whose image decoded (broken files are masked out)."""
     return torch.tensor([not error for error in errors], dtype=torch.bool)
-
