@@ -47,3 +47,41 @@ def two_part_pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def stripes_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A labelled target that resembles the pool's stripes part (two classes by structure)."""
     return make_target(tmp_path_factory.mktemp("data") / "target", TARGET_CLASSES, train=16, test=8)
+
+
+@pytest.fixture
+def cuda_numerics(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """What CUDA runs with, forced onto the CPU: bf16 autocast, channels_last models and
+    batches. On a CPU the code leaves both off (slower there), so without this the suite
+    never runs the numerics every GPU run uses. Returns how often each was applied."""
+    import contextlib
+
+    import condpretrain.api  # noqa: F401  (every command's modules, imported before the swap)
+    import condpretrain.device as device
+    import condpretrain.downstream.detection  # noqa: F401
+    import condpretrain.downstream.segmentation  # noqa: F401
+
+    used = {"autocast": 0, "model": 0, "batch": 0}
+
+    def bf16(where: torch.device, enabled: bool = True):
+        used["autocast"] += enabled
+        return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+    def channels_last_model(model: torch.nn.Module, where: torch.device) -> torch.nn.Module:
+        used["model"] += 1
+        return model.to(where).to(memory_format=torch.channels_last)
+
+    def channels_last_batch(batch: torch.Tensor, where: torch.device) -> torch.Tensor:
+        used["batch"] += batch.dim() == 4
+        batch = batch.to(where, non_blocking=True)
+        return batch.contiguous(memory_format=torch.channels_last) if batch.dim() == 4 else batch
+
+    swaps = ((device.autocast, bf16), (device.prepare_model, channels_last_model),
+             (device.to_device, channels_last_batch))
+    for name, module in list(sys.modules.items()):  # every module that imported them by name
+        if name == "condpretrain" or name.startswith("condpretrain."):
+            for attribute, value in list(vars(module).items()):
+                for original, replacement in swaps:
+                    if value is original:
+                        monkeypatch.setattr(module, attribute, replacement)
+    return used
