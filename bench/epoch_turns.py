@@ -9,7 +9,8 @@ Reads a subset of in-memory images (uint8 ``3 x 146 x 195``, the cache's 4:3 sha
 112 px) through the supervised augmentation at ``--resolution``, with no model: the time
 per epoch is the loader's alone, so the difference is what starting the workers and
 filling their queues costs each epoch. The two take turns epoch by epoch; the first epoch
-is left out for both (both start workers there). Prints the median epoch seconds of each and what the turn costs per epoch.
+is left out for both (both start workers there). Prints the median epoch seconds of each
+and what the turn costs per epoch.
 """
 
 from __future__ import annotations
