@@ -10,7 +10,8 @@ a small VOC-format set (the tests' drawer), then measures, on one device:
              tool/bare >= 0.9 and 112 px / 224 px >= 3.5
   score      images/s of embedding the pool with a ResNet-18 at 224 px from the JPEG files
              (``select --method knn --features checkpoint:R18``; the shards' own clock)
-             against the bare forward; goal >= 0.8; and the hours a 1.28 M-image pool takes
+             against the bare forward; goal >= 0.8; and the hours a 1.28 M-image pool takes;
+             then where the input's time goes, stage by stage (``bench/decode_path.py``)
   finetune   images/s of ``condpretrain finetune`` (ResNet-34), same warm-up rule
   detect / segment
              iterations/s of ``condpretrain detect`` / ``segment`` (lines after the first;
@@ -42,6 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "downstream"))
 from _util import median_seconds, print_table  # noqa: E402
+from decode_path import decode_rows  # noqa: E402
 from imagenet_like import make  # noqa: E402
 from vocgen import make_voc  # noqa: E402  (the tests' VOC drawer: boxes and masks)
 
@@ -168,9 +170,15 @@ def score_rows(args: argparse.Namespace, pool: str, target: str, device: torch.d
         with autocast(device, True):
             model(images)
     bare = timed_rate(forward, args.batch_size, device)
-    return [shown([f"score {args.score_arch} {args.score_resolution}px from JPEG",
+    rows = [shown([f"score {args.score_arch} {args.score_resolution}px from JPEG",
                    f"{tool:,.0f}", f"{bare:,.0f}", f"{tool / bare:.2f}", ">= 0.8", memory]),
             shown([f"  -> 1.28 M images: {1.28e6 / tool / 3600:.2f} h", "", "", "", "", ""])]
+    paths = sorted(str(p) for p in Path(pool).rglob("*.jpg"))[:args.decode_images]
+    with torch.inference_mode():  # where the input's time goes (bench/decode_path.py)
+        stages = decode_rows(paths, resolution=args.score_resolution,
+                             batch_size=args.batch_size, workers=args.workers, device=device)
+    return rows + [shown([f"  input: {stage}", f"{rate:,.0f}", "", "", "", ""])
+                   for stage, rate in stages]
 
 
 def finetune_rows(args: argparse.Namespace, target: str, device: torch.device) -> list[list]:
@@ -224,6 +232,8 @@ def main() -> None:
     parser.add_argument("--moco-arch", default="resnet50")
     parser.add_argument("--score-arch", default="resnet18")
     parser.add_argument("--score-resolution", type=int, default=224)
+    parser.add_argument("--decode-images", type=int, default=4096,
+                        help="pool JPEGs the input-path breakdown reads (bench/decode_path.py)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=3, help="the first is warm-up")
     parser.add_argument("--iterations", type=int, default=200, help="detect/segment")

@@ -1,6 +1,7 @@
 """``--deterministic``: cuDNN's deterministic kernels, no autotuning, torch's deterministic
 algorithms; otherwise cuDNN autotunes on CUDA (where shapes are fixed). Batches reach the
-device whole; broken samples are dropped there."""
+device whole; broken samples are dropped there. Results come back to the host one step
+late, so the next step is queued before the host waits for one."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import pytest
 import torch
 
-from condpretrain.device import configure_determinism, kept_on_device
+from condpretrain.device import configure_determinism, kept_on_device, on_host_one_late
 from condpretrain.train.data import good_samples
 
 
@@ -63,3 +64,21 @@ def test_broken_samples_are_dropped_in_order():
 def test_a_batch_with_nothing_broken_is_not_indexed():
     batch = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
     assert kept_on_device(batch, good_samples([""] * 4), CPU) is batch  # no copy made
+
+
+def test_results_reach_the_host_in_order_one_step_late():
+    produced = []
+
+    def steps():
+        for k in range(4):
+            produced.append(k)
+            yield f"batch {k}", (None if k == 2 else torch.full((2,), float(k)))
+
+    seen = []
+    for tag, values in on_host_one_late(steps()):
+        # step k is read only once step k+1 has been produced (the last one at the end)
+        assert produced[-1] == min(len(seen) + 1, 3)
+        seen.append((tag, None if values is None else values.tolist()))
+    assert seen == [("batch 0", [0.0, 0.0]), ("batch 1", [1.0, 1.0]), ("batch 2", None),
+                    ("batch 3", [3.0, 3.0])]
+    assert list(on_host_one_late(iter([]))) == []

@@ -5,11 +5,15 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from condpretrain.errors import CondPretrainError
+
+Tag = TypeVar("Tag")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -64,6 +68,41 @@ def kept_on_device(batch: torch.Tensor, keep: torch.Tensor, device: torch.device
     if bool(keep.all()):
         return batch
     return batch[keep.to(device, non_blocking=True)]
+
+
+def on_host_one_late(results: Iterable[tuple[Tag, torch.Tensor | None]]
+                     ) -> Iterator[tuple[Tag, np.ndarray | None]]:
+    """Each ``(tag, device tensor or None)`` of ``results`` as ``(tag, numpy array or
+    None)``, in order, one step late: step k's copy to the host starts without waiting (into pinned memory)
+    and is read only once step k+1's work has been queued. A loop that read each result
+    at once (``.cpu()``) would leave the device idle while the host prepares the next
+    batch (decoding it, on the scoring path) and the host idle while the device computes."""
+    pending: tuple[Tag, torch.Tensor | None, torch.cuda.Event | None] | None = None
+    for tag, values in results:
+        started = (tag, *_start_host_copy(values))
+        if pending is not None:
+            yield _finish_host_copy(*pending)
+        pending = started
+    if pending is not None:
+        yield _finish_host_copy(*pending)
+
+
+def _start_host_copy(values: torch.Tensor | None
+                     ) -> tuple[torch.Tensor | None, torch.cuda.Event | None]:
+    if values is None or values.device.type != "cuda":
+        return (None if values is None else values.detach().cpu()), None
+    host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+    host.copy_(values.detach(), non_blocking=True)
+    done = torch.cuda.Event()
+    done.record()
+    return host, done
+
+
+def _finish_host_copy(tag: Tag, host: torch.Tensor | None, done: torch.cuda.Event | None
+                      ) -> tuple[Tag, np.ndarray | None]:
+    if done is not None:
+        done.synchronize()
+    return tag, (None if host is None else host.numpy())
 
 
 def configure_determinism(deterministic: bool, device: torch.device, benchmark: bool = True

@@ -7,7 +7,9 @@ limits, format); the JPEGs of a batch are decoded together by nvJPEG
 (``torchvision.io.decode_jpeg`` on the device), resized and centre-cropped there. What
 nvJPEG does not take (PNG, WebP, CMYK JPEGs, a file it fails on) is decoded by Pillow as
 before, in the worker or, after a failed device decode, in the main process: the device
-path changes where a file is decoded, never which files are scored.
+path changes where a file is decoded, never which files are scored. The batch's images,
+of as many sizes as files, are resized together (``batch_resize``: a few batched matmuls
+per batch rather than a chain of kernels per image).
 
 Both paths resize with antialiased bilinear interpolation: Pillow's and torchvision's
 kernels differ in the last bits, so scores may differ in their last digits between
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as F
 
+from condpretrain.data.batch_resize import resize_crop
 from condpretrain.data.extensions import DECODERS
 from condpretrain.data.images import (
     ImageDataset,
@@ -40,7 +43,7 @@ from condpretrain.data.images import (
     normalize_pixels,
     read_source,
 )
-from condpretrain.device import kept_on_device
+from condpretrain.device import autocast, kept_on_device, on_host_one_late
 from condpretrain.errors import CondPretrainError, UnreadableImageError
 
 if TYPE_CHECKING:  # the config layer sits above the data layer
@@ -136,6 +139,24 @@ def scoring_batches(index: ImageIndex, config: SelectConfig, device: torch.devic
                         decode_on=decode_device(config.decode, device))
 
 
+def mapped_batches(index: ImageIndex, config: SelectConfig, device: torch.device,
+                   fn: Callable[[torch.Tensor], torch.Tensor]
+                   ) -> Iterator[tuple[Batch, np.ndarray | None]]:
+    """Every batch of :func:`scoring_batches` with ``fn`` of its good images (float32,
+    under ``--amp``'s autocast) on the host, or None where none was readable. Results
+    are read one batch late (:func:`~condpretrain.device.on_host_one_late`), so the
+    device computes one batch while the host decodes the next."""
+    def on_device() -> Iterator[tuple[Batch, torch.Tensor | None]]:
+        for batch in scoring_batches(index, config, device):
+            if not batch.good.any():
+                yield batch, None
+                continue
+            with autocast(device, config.amp):
+                values = fn(batch.images)
+            yield batch, values.float()
+    return on_host_one_late(on_device())
+
+
 def pool_batches(paths: Sequence[str], *, resolution: int, batch_size: int, workers: int,
                  max_pixels: int, device: torch.device, decode_on: torch.device | None
                  ) -> Iterator[Batch]:
@@ -182,10 +203,10 @@ def _decode(items: list[torch.Tensor], rows: np.ndarray, errors: list[str],
             except UnreadableImageError as exc:
                 errors[i] = str(exc)
                 continue
-        images.append(_fit(image, size))
-    stacked = (torch.stack(images) if images
+        images.append(image)
+    resized = (resize_crop(images, size) if images
                else torch.empty(0, 3, size, size, device=device))
-    return Batch(_normalise(stacked), rows, errors)
+    return Batch(_normalise(resized), rows, errors)
 
 
 def _decode_jpegs(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:
@@ -213,13 +234,6 @@ def _decode_call(data: list[torch.Tensor], device: torch.device) -> list[torch.T
                            apply_exif_orientation=True)
 
 
-def _fit(image: torch.Tensor, size: int) -> torch.Tensor:
-    """Short side to ``size`` (antialiased bilinear, in float as Pillow resizes), centre crop."""
-    if image.shape[-2:] != (size, size):
-        image = F.center_crop(F.resize(image.float(), size, antialias=True), size)
-    return image.float()
-
-
 def _normalise(images: torch.Tensor) -> torch.Tensor:
     images = images.round().clamp(0, 255)  # the uint8 values Pillow's resize would give
     out = normalize_pixels(images)
@@ -228,5 +242,5 @@ def _normalise(images: torch.Tensor) -> torch.Tensor:
     return out
 
 
-__all__ = ["Batch", "EncodedDataset", "cpu_pixels", "decode_device",
-           "device_batches", "pool_batches", "scoring_batches"]
+__all__ = ["Batch", "EncodedDataset", "cpu_pixels", "decode_device", "device_batches",
+           "mapped_batches", "pool_batches", "scoring_batches"]

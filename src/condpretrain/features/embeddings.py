@@ -29,9 +29,8 @@ import torch
 from torch import nn
 
 from condpretrain import atomic
-from condpretrain.data.device_decode import scoring_batches
+from condpretrain.data.device_decode import mapped_batches
 from condpretrain.data.sources import ImageIndex, Target
-from condpretrain.device import autocast
 from condpretrain.dist import DistContext, barrier
 from condpretrain.errors import CondPretrainError
 from condpretrain.features.base import FEATURES, FeatureContext
@@ -106,13 +105,14 @@ def embed_images(index: ImageIndex, extractor: nn.Module, context: FeatureContex
     in the returned dict) for files that could not be read."""
     out = np.full((len(index), dim), np.nan, dtype=np.float32)
     skipped: dict[str, str] = {}
+
+    def embed(images: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(extractor(images).float(), dim=1)
+
     with torch.inference_mode(), progress_bar(len(index), desc=desc, unit="img") as bar:
-        for batch in scoring_batches(index, context.config, context.device):
-            good = batch.good
-            if good.any():
-                with autocast(context.device, context.config.amp):
-                    features = extractor(batch.images)
-                out[batch.rows[good]] = nn.functional.normalize(features.float(), dim=1).cpu().numpy()
+        for batch, features in mapped_batches(index, context.config, context.device, embed):
+            if features is not None:
+                out[batch.rows[batch.good]] = features
             skipped.update((index.paths[row], error)
                            for row, error in zip(batch.rows, batch.errors, strict=True) if error)
             bar.update(len(batch.rows))

@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import torch
 
-from condpretrain.data.device_decode import scoring_batches
+from condpretrain.data.device_decode import mapped_batches
 from condpretrain.data.sources import ImageIndex, Target
-from condpretrain.device import autocast
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger, progress_bar
 from condpretrain.registry import LAST, SCORERS
@@ -91,12 +90,9 @@ def map_images(
     """
     out = np.full((len(index), width), np.nan, dtype=np.float32)
     with torch.inference_mode(), progress_bar(len(index), desc=desc, unit="img") as bar:
-        for batch in scoring_batches(index, context.config, context.device):
-            good = batch.good
-            if good.any():
-                with autocast(context.device, context.config.amp):
-                    values = fn(batch.images)
-                out[batch.rows[good]] = values.float().cpu().numpy().reshape(-1, width)
+        for batch, values in mapped_batches(index, context.config, context.device, fn):
+            if values is not None:
+                out[batch.rows[batch.good]] = values.reshape(-1, width)
             for row, error in zip(batch.rows, batch.errors, strict=True):
                 if error:
                     context.skipped[index.paths[row]] = error
