@@ -10,9 +10,9 @@ one batch at a time, images/s of:
                worker does on the device path)
   decode       ``torchvision.io.decode_jpeg`` of each batch's bytes (on CUDA: nvJPEG,
                batched), the bytes already in memory
-  resize 1x1   the decoded batch resized and centre-cropped image by image (torchvision,
-               then a stack: the path before ``batch_resize``)
-  resize       the same with ``batch_resize.resize_crop`` (the path now)
+  resize       the decoded batch resized and centre-cropped image by image through
+               torchvision's transforms (the path before) and through ``resize_crop``
+               (the path now: the same kernel, less host work per image)
   device path  all of it through ``device_batches`` (what ``select --decode gpu`` runs
                before the model)
   Pillow path  ``pool_batches`` with Pillow decoding in the workers (``--decode cpu``)
@@ -40,12 +40,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _util import print_table  # noqa: E402
 
 from condpretrain.config.common import PILLOW_PIXEL_LIMIT as MAX_PIXELS  # noqa: E402
-from condpretrain.data.batch_resize import resize_crop  # noqa: E402
 from condpretrain.data.device_decode import (  # noqa: E402
     EncodedDataset,
     device_batches,
     pool_batches,
 )
+from condpretrain.data.resize_crop import resize_crop  # noqa: E402
 
 ROW = tuple[str, float]
 
@@ -87,7 +87,7 @@ def decode(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]
     return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
 
 
-def one_by_one(images: list[torch.Tensor], size: int) -> torch.Tensor:
+def torchvision_path(images: list[torch.Tensor], size: int) -> torch.Tensor:
     return torch.stack([F.center_crop(F.resize(image.float(), size, antialias=True), size)
                         for image in images])
 
@@ -108,9 +108,10 @@ def decode_rows(paths: Sequence[str], *, resolution: int, batch_size: int, worke
     rows.append(("decode (torchvision decode_jpeg)",
                  per_batch_rate(lambda b: decode(b, device), read, len, device)))
     decoded = [decode(batch, device) for batch in read]
-    rows.append(("resize image by image",
-                 per_batch_rate(lambda b: one_by_one(b, resolution), decoded, len, device)))
-    rows.append(("resize batched (resize_crop)",
+    rows.append(("resize (torchvision transforms)",
+                 per_batch_rate(lambda b: torchvision_path(b, resolution), decoded, len,
+                                device)))
+    rows.append(("resize (resize_crop)",
                  per_batch_rate(lambda b: resize_crop(b, resolution), decoded, len, device)))
     del decoded
     options = {"resolution": resolution, "batch_size": batch_size, "workers": workers,

@@ -7,9 +7,9 @@ limits, format); the JPEGs of a batch are decoded together by nvJPEG
 (``torchvision.io.decode_jpeg`` on the device), resized and centre-cropped there. What
 nvJPEG does not take (PNG, WebP, CMYK JPEGs, a file it fails on) is decoded by Pillow as
 before, in the worker or, after a failed device decode, in the main process: the device
-path changes where a file is decoded, never which files are scored. The batch's images,
-of as many sizes as files, are resized together (``batch_resize``: a few batched matmuls
-per batch rather than a chain of kernels per image).
+path changes where a file is decoded, never which files are scored. Each image is then
+resized and cropped as torchvision would, without its transforms' per-image dispatch
+(``resize_crop``).
 
 Both paths resize with antialiased bilinear interpolation: Pillow's and torchvision's
 kernels differ in the last bits, so scores may differ in their last digits between
@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as F
 
-from condpretrain.data.batch_resize import resize_crop
+from condpretrain.data.resize_crop import resize_crop
 from condpretrain.data.extensions import DECODERS
 from condpretrain.data.images import (
     ImageDataset,
