@@ -1,16 +1,25 @@
 """``--deterministic``: cuDNN's deterministic kernels, no autotuning, torch's deterministic
 algorithms; otherwise cuDNN autotunes on CUDA (where shapes are fixed). Batches reach the
 device whole; broken samples are dropped there. Results come back to the host one step
-late, so the next step is queued before the host waits for one."""
+late, so the next step is queued before the host waits for one; on CUDA, training batches
+cross to the device one batch ahead."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections import namedtuple
 
 import pytest
 import torch
 
-from condpretrain.device import configure_determinism, kept_on_device, on_host_one_late
+from condpretrain.device import (
+    ahead_on_device,
+    configure_determinism,
+    kept_on_device,
+    on_host_one_late,
+    tree_to,
+)
 from condpretrain.train.data import good_samples
 
 
@@ -82,3 +91,50 @@ def test_results_reach_the_host_in_order_one_step_late():
     assert seen == [("batch 0", [0.0, 0.0]), ("batch 1", [1.0, 1.0]), ("batch 2", None),
                     ("batch 3", [3.0, 3.0])]
     assert list(on_host_one_late(iter([]))) == []
+
+
+def test_batches_pass_through_unchanged_off_cuda():
+    batches = [(torch.zeros(2, 3), ["", "truncated"]), (torch.ones(1, 3), [""])]
+    assert [b for b in ahead_on_device(iter(batches), CPU)] == batches  # the same objects
+
+
+def test_every_tensor_of_a_batch_moves_and_the_rest_stays():
+    Pair = namedtuple("Pair", "image target")
+    batch = ([torch.zeros(3, 4, 4), torch.zeros(3, 5, 5)],
+             [{"boxes": torch.zeros(2, 4), "name": "img1"}],
+             Pair(torch.zeros(1), 7), ("", "bad file"))
+    moved = tree_to(batch, torch.device("meta"))  # a device with no data: only the moves
+    assert moved[0][0].is_meta and moved[0][1].shape == (3, 5, 5)
+    assert moved[1][0]["boxes"].is_meta and moved[1][0]["name"] == "img1"
+    assert isinstance(moved[2], Pair) and moved[2].image.is_meta and moved[2].target == 7
+    assert moved[3] == ("", "bad file") and isinstance(moved, tuple)
+
+
+def test_on_cuda_each_copy_is_issued_one_batch_ahead(monkeypatch):
+    """The stream choreography, with CUDA's streams stood in for (no GPU here): batch
+    k+1's copy is issued on the side stream before batch k is handed out, and the compute
+    stream waits for it only after step k."""
+    import condpretrain.device as device_module
+
+    events = []
+
+    class Stream:
+        def __init__(self, name):
+            self.name = name
+
+        def wait_stream(self, other):
+            events.append(f"{self.name} waits for {other.name}")
+
+    side, compute = Stream("side"), Stream("compute")
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device: side)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device: compute)
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(device_module, "tree_to",
+                        lambda batch, where: events.append(f"copy {batch}") or f"{batch} on GPU")
+    monkeypatch.setattr(device_module, "_tensors_in", lambda batch: iter(()))
+    for batch in ahead_on_device(iter(["b0", "b1", "b2"]), torch.device("cuda")):
+        events.append(f"step {batch}")
+    assert events == ["copy b0", "compute waits for side",
+                      "copy b1", "step b0 on GPU", "compute waits for side",
+                      "copy b2", "step b1 on GPU", "compute waits for side",
+                      "step b2 on GPU"]

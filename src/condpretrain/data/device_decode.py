@@ -32,7 +32,6 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as F
 
-from condpretrain.data.resize_crop import resize_crop
 from condpretrain.data.extensions import DECODERS
 from condpretrain.data.images import (
     ImageDataset,
@@ -43,6 +42,7 @@ from condpretrain.data.images import (
     normalize_pixels,
     read_source,
 )
+from condpretrain.data.resize_crop import resize_crop
 from condpretrain.device import autocast, kept_on_device, on_host_one_late
 from condpretrain.errors import CondPretrainError, UnreadableImageError
 

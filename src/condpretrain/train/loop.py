@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from condpretrain.device import autocast
+from condpretrain.device import ahead_on_device, autocast
 from condpretrain.dist import DistContext, broadcast_flag, unwrap
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger, progress_bar
@@ -202,7 +202,7 @@ class Trainer:
         self.task.model.train()
         self._lr = self.lr
         with self._bar(loader, pos, schedule) as bar:
-            for batch in loader:
+            for batch in ahead_on_device(loader, self.device):
                 self._lr = self.lr  # the lr this step uses
                 sums.add(self.train_step(batch))
                 pos.step += 1
