@@ -27,6 +27,7 @@ from torchvision.transforms import v2
 
 from condpretrain.data.images import normalize_pixels
 from condpretrain.device import to_device
+from condpretrain.train.blur import SeparableGaussianBlur
 
 
 class ImageSource(Protocol):
@@ -269,7 +270,8 @@ def moco_v2_augment(resolution: int) -> v2.Compose:
 
     The blur's sigma range (0.1, 2.0) is MoCo's for 224 px crops; it is scaled with the
     resolution (0.05-1.0 at 112), so a blur removes the same share of the image's detail
-    whatever the resolution. The kernel spans ~10% of the side either way."""
+    whatever the resolution. The kernel spans ~10% of the side either way; it runs as two
+    1-D passes (``train.blur``: torchvision's 2-D kernel is the slowest step of a view)."""
     kernel = max(3, int(0.1 * resolution) // 2 * 2 + 1)  # ~10% of the side, odd
     scale = resolution / 224
     return v2.Compose([
@@ -277,7 +279,8 @@ def moco_v2_augment(resolution: int) -> v2.Compose:
                              interpolation=v2.InterpolationMode.BILINEAR, antialias=True),
         v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
         v2.RandomGrayscale(p=0.2),
-        v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1 * scale, 2.0 * scale))], p=0.5),
+        v2.RandomApply([SeparableGaussianBlur(kernel, sigma=(0.1 * scale, 2.0 * scale))],
+                       p=0.5),
         v2.RandomHorizontalFlip(),
     ])
 
