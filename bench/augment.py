@@ -1,6 +1,8 @@
 """What one training view costs a loader worker: MoCo-v2's augmentation with torchvision's
-2-D Gaussian blur (before) and with ``train.blur``'s two 1-D passes (now), the supervised
-crop for reference, on the same stored image and seeds, taking turns, on one thread.
+2-D Gaussian blur (before), with ``train.blur``'s two 1-D passes (now), and with its colour
+steps left to the device (``--moco-augment-on device``: crop, flip and the parameters'
+draw), the supervised crop for reference, on the same stored image and seeds, on one
+thread.
 
     python bench/augment.py
 
@@ -26,6 +28,7 @@ from _util import print_table  # noqa: E402
 from condpretrain.data.cache import stored_size  # noqa: E402
 from condpretrain.train.blur import SeparableGaussianBlur  # noqa: E402
 from condpretrain.train.data import moco_v2_augment, supervised_augment  # noqa: E402
+from condpretrain.train.photometric import CropAndDraw  # noqa: E402
 
 
 def with_torchvision_blur(resolution: int) -> v2.Compose:
@@ -67,6 +70,7 @@ def main() -> None:
                               generator=torch.Generator().manual_seed(0))
         pipelines = {"moco, torchvision blur": with_torchvision_blur(resolution),
                      "moco, 1-D blur (now)": moco_v2_augment(resolution),
+                     "moco, colour on the device": CropAndDraw(resolution),
                      "supervised crop + flip": supervised_augment(resolution)}
         for augment in pipelines.values():  # warm-up
             ms_per_view(augment, image, 5)

@@ -7,7 +7,9 @@ a small VOC-format set (the tests' drawer), then measures, on one device:
              first epoch left out as warm-up: cuDNN autotuning, ``--compile``) against the
              same model, optimizer and AMP stepping on device-resident random batches; for
              supervised ResNet-34 and MoCo-v2 ResNet-50 at each ``--resolutions``; goals
-             tool/bare >= 0.9 and 112 px / 224 px >= 3.5
+             tool/bare >= 0.9 and 112 px / 224 px >= 3.5; MoCo twice, its colour steps
+             in the loader's workers and on the device (``moco-device``, whose bare step
+             includes them)
   score      images/s of embedding the pool with a ResNet-18 at 224 px from the JPEG files
              (``select --method knn --features checkpoint:R18``; the shards' own clock)
              against the bare forward; goal >= 0.8; and the hours a 1.28 M-image pool takes;
@@ -53,6 +55,7 @@ from condpretrain.device import autocast, compile_model, prepare_model, resolve_
 from condpretrain.models import build_resnet  # noqa: E402
 from condpretrain.train.loop import Trainer  # noqa: E402
 from condpretrain.train.methods import PRETRAIN_METHODS  # noqa: E402
+from condpretrain.train.photometric import draw_params  # noqa: E402
 
 ROUNDS = 5  # timed rounds of the bare step / forward
 STEPS = 20  # steps per round
@@ -108,7 +111,12 @@ def bare_pretrain_rate(config: cp.PretrainConfig, device: torch.device) -> float
     size = (config.batch_size, 3, config.resolution, config.resolution)
     if method.views == 2:
         views = torch.randint(0, 256, (config.batch_size, 2, *size[1:]), dtype=torch.uint8)
-        batch = (views.to(device), None, None, [""] * config.batch_size)
+        views = views.to(device)
+        if config.moco_augment_on == "device":  # the colour steps are part of the step
+            sigma = (0.1 * config.resolution / 224, 2.0 * config.resolution / 224)
+            params = torch.stack([draw_params(sigma) for _ in range(2 * config.batch_size)])
+            views = (views, params.view(config.batch_size, 2, -1).to(device))
+        batch = (views, None, None, [""] * config.batch_size)
     else:
         batch = (torch.randint(0, 256, size, dtype=torch.uint8, device=device),
                  torch.randint(0, 10, (config.batch_size,), device=device), None,
@@ -118,14 +126,17 @@ def bare_pretrain_rate(config: cp.PretrainConfig, device: torch.device) -> float
 
 def pretrain_rows(args: argparse.Namespace, pool: str, device: torch.device) -> list[list]:
     rows, by_res = [], {}
-    archs = {"supervised": args.supervised_arch, "moco": args.moco_arch}
+    archs = {"supervised": args.supervised_arch, "moco": args.moco_arch,
+             "moco-device": args.moco_arch}
     for mode in args.modes:
         arch = archs[mode]
         for res in args.resolutions:
-            config = cp.build_config(cp.PretrainConfig, "paper", mode=mode, arch=arch,
-                                     resolution=res, epochs=args.epochs,
+            config = cp.build_config(cp.PretrainConfig, "paper", mode=mode.split("-")[0],
+                                     arch=arch, resolution=res, epochs=args.epochs,
                                      batch_size=args.batch_size, workers=args.workers,
-                                     device=str(device), compile=args.compile)
+                                     device=str(device), compile=args.compile,
+                                     moco_augment_on="device" if mode.endswith("-device")
+                                     else "workers")
             out = Path(args.out) / "runs" / f"pretrain-{mode}-{res}"
             peak_reset(device)
             cp.pretrain([pool], out, config, resume=True)
@@ -227,7 +238,8 @@ def main() -> None:
     parser.add_argument("--pool-images", type=int, default=20000)
     parser.add_argument("--target-images", type=int, default=500, help="target train images")
     parser.add_argument("--resolutions", default="224,112")
-    parser.add_argument("--modes", default="supervised,moco", help="pre-training modes timed")
+    parser.add_argument("--modes", default="supervised,moco,moco-device",
+                        help="pre-training modes timed (moco-device: --moco-augment-on device)")
     parser.add_argument("--supervised-arch", default="resnet34")
     parser.add_argument("--moco-arch", default="resnet50")
     parser.add_argument("--score-arch", default="resnet18")

@@ -11,11 +11,13 @@
 # most; a stage with a share must end by start + (its share + the shares before it) x
 # BUDGET, so time one stage leaves goes to the next:
 #   env       the device, the library versions, nvJPEG and faiss on the GPU (seconds)
-#   bench     bench/gpu.py: every throughput figure, printed row by row as measured, so a
-#             stage cut off by its limit still leaves what it got                    (55 %)
+#   bench     bench/gpu.py: every throughput figure (MoCo with its colour steps in the
+#             workers and on the device), printed row by row as measured, so a stage cut
+#             off by its limit still leaves what it got                              (55 %)
 #   workflow  bench/gpu_workflow.sh on a smaller pool: every README command on CUDA (45 %)
-#   compile   bench/gpu.py --compile on pre-training, on bench's pool, against bench's
-#             figures: the data for the --compile default                 (what is left)
+#   compile   bench/gpu.py --compile on pre-training (supervised, MoCo with the colour steps
+#             on the device: the GPU-bound ones), on bench's pool, against bench's figures:
+#             the data for the --compile default                          (what is left)
 # A stage that fails or runs out of time is reported and the next one still runs.
 # Returned in OUT (at most 8 files come back): session.log (everything printed here),
 # bench.log, compile.log, workflow.log, workflow-logs.tar.gz (each workflow step's log).
@@ -109,7 +111,8 @@ if [ "${SMALL:-0}" = 1 ]; then  # the CPU smoke: toy sizes (bench/gpu.py's docst
                    --batch-size 16 --pool-images 96 --target-images 40 --epochs 2 --workers 2)
 else  # sized so that each stage fits its share of ~530 s on one H100
     BENCH_SIZES=(--pool-images 10000 --epochs 3 --iterations 100 --workers 14)
-    COMPILE_SIZES=(--resolutions 224,112 --pool-images 10000 --epochs 3 --workers 14)
+    COMPILE_SIZES=(--resolutions 224,112 --pool-images 10000 --epochs 3 --workers 14
+                   --modes supervised,moco-device)
 fi
 stage bench 55 bench.log "$PY" "$REPO/bench/gpu.py" --device "$DEVICE" --out "$WORK/bench" \
     "${BENCH_SIZES[@]}"

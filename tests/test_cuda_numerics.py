@@ -15,14 +15,16 @@ def _losses(run) -> list[float]:
 
 
 def test_pretraining_and_fine_tuning(cuda_numerics, two_part_pool, stripes_target, tmp_path):
-    for mode in ("supervised", "moco"):
+    for mode, colour in (("supervised", "workers"), ("moco", "workers"), ("moco", "device")):
         config = cp.build_config(cp.PretrainConfig, "quick", mode=mode, arch="resnet10",
-                                 resolution=32, epochs=1, batch_size=16, device="cpu", workers=0)
-        cp.pretrain([str(two_part_pool)], tmp_path / mode, config)
-        assert all(math.isfinite(x) for x in _losses(tmp_path / mode))
+                                 resolution=32, epochs=1, batch_size=16, device="cpu", workers=0,
+                                 moco_augment_on=colour)
+        out = tmp_path / f"{mode}-{colour}"
+        cp.pretrain([str(two_part_pool)], out, config)
+        assert all(math.isfinite(x) for x in _losses(out))
     config = cp.build_config(cp.FinetuneConfig, "quick", arch="resnet10", resolution=32,
                              epochs=1, batch_size=16, device="cpu", workers=0,
-                             init=str(tmp_path / "moco" / "backbone.pt"))
+                             init=str(tmp_path / "moco-workers" / "backbone.pt"))
     result = cp.finetune(str(stripes_target), tmp_path / "finetune", config)
     assert math.isfinite(result.result["top1"])
     assert all(cuda_numerics.values()), cuda_numerics  # the GPU numerics did run

@@ -134,11 +134,13 @@ def test_clamp_queue_rules():
         clamp_queue(65536, 100, 256)
 
 
-@pytest.mark.parametrize("mode", ["supervised", "moco"])
+@pytest.mark.parametrize("mode", ["supervised", "moco", "moco, colour on the device"])
 def test_resume_after_a_mid_epoch_kill_equals_an_uninterrupted_run(pool4, tmp_path, monkeypatch,
                                                                    mode):
     # checkpoint after every batch; 2 batches per epoch, so the kill lands mid-epoch 2
-    config = tiny_pretrain(mode=mode, epochs=2, batch_size=24, checkpoint_minutes=0)
+    where = "device" if mode.endswith("device") else "workers"
+    config = tiny_pretrain(mode=mode.split(",")[0], epochs=2, batch_size=24,
+                           checkpoint_minutes=0, moco_augment_on=where)
     pretrain(str(pool4), tmp_path / "whole", config)
     kill_after(monkeypatch, 3)
     with pytest.raises(RuntimeError, match="injected kill"):

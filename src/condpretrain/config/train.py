@@ -43,6 +43,12 @@ class PretrainConfig(Config):
                                  "with the keys shuffled across them, the single-GPU stand-in "
                                  "for shuffle-BN (lowered to divide --batch-size; 1: off; "
                                  "unused under DDP)", low=1)
+    moco_augment_on: str = option(
+        "workers", "MoCo: where the colour jitter, greyscale and blur run: workers (each view "
+        "in the loader's workers, torchvision's transforms) or device (drawn in the workers, "
+        "applied to the whole batch on the training device: on a GPU host the workers' CPU "
+        "caps MoCo at 224 px; the crop and flip stay in the workers)",
+        choices=("workers", "device"))
     cache: bool = option(True, "pre-resize the images once instead of decoding every epoch",
                          neutral=True)
     cache_dir: str | None = option(None, "where the pre-resized cache goes (RUN/cache when "

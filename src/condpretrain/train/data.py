@@ -104,9 +104,11 @@ def _seed_cpu_rng(seed: int) -> None:
 
 class AugmentedDataset(Dataset):
     """``(views, label, index, error)``; ``views`` is ``V x 3 x R x R`` uint8 when
-    ``views > 1`` (MoCo's query and key), else ``3 x R x R``."""
+    ``views > 1`` (MoCo's query and key), else ``3 x R x R``. An ``augment`` that returns
+    ``(view, parameters)`` (colour steps left to the device) gives ``views`` as the pair
+    ``(V x 3 x R x R, V x P)``."""
 
-    def __init__(self, source: ImageSource, augment: Callable[[torch.Tensor], torch.Tensor],
+    def __init__(self, source: ImageSource, augment: Callable[[torch.Tensor], Any],
                  labels: Sequence[int] | np.ndarray | None = None, *, seed: int = 0,
                  views: int = 1) -> None:
         self.source, self.augment, self.labels = source, augment, labels
@@ -115,15 +117,23 @@ class AugmentedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, str]:
+    def __getitem__(self, index: int) -> tuple[Any, int, int, str]:
         image, error = self.source.get(index)
         # Transforms draw from torch's global RNG; fork it so the caller's stream is untouched.
         with torch.random.fork_rng(devices=[]):
             _seed_cpu_rng(item_seed(self.seed, self.epoch, index))
             views = [self.augment(image) for _ in range(self.views)]
-        out = views[0] if self.views == 1 else torch.stack(views)
-        label = -1 if self.labels is None else int(self.labels[index])
-        return out, label, index, error
+        if isinstance(views[0], tuple):  # (view, its parameters): stacked part by part
+            parts = tuple(_stacked(list(part), self.views) for part in zip(*views, strict=True))
+            return parts, self._label(index), index, error
+        return _stacked(views, self.views), self._label(index), index, error
+
+    def _label(self, index: int) -> int:
+        return -1 if self.labels is None else int(self.labels[index])
+
+
+def _stacked(views: list[torch.Tensor], count: int) -> torch.Tensor:
+    return views[0] if count == 1 else torch.stack(views)
 
 
 class SeededDataset(Dataset):

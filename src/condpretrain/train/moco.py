@@ -32,6 +32,7 @@ from condpretrain.dist import concat_all_gather
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
 from condpretrain.models import build_resnet
+from condpretrain.train import photometric
 from condpretrain.train.data import good_samples, normalize
 from condpretrain.train.metrics import StepOutput
 
@@ -233,19 +234,34 @@ class MoCo(nn.Module):
 
 @dataclass
 class MocoTask:
-    """``model`` is the MoCo module (possibly DDP-wrapped); batches hold two views."""
+    """``model`` is the MoCo module (possibly DDP-wrapped); batches hold two views. With
+    ``colour_on_device`` (the blur's kernel size), a batch's views come with their colour
+    parameters, applied here (``--moco-augment-on device``)."""
 
     model: nn.Module
+    colour_on_device: int | None = None
 
     def training_step(self, batch, device: torch.device) -> StepOutput:
         views, _, _, errors = batch
         # Broken files stay in (as zero images): MoCo needs equal batch sizes on every rank.
         used = int(good_samples(errors).sum())
-        views = to_device(views, device)  # whole, from pinned memory: the views are slices
-        im_q = normalize(views[:, 0], device)
-        im_k = normalize(views[:, 1], device)
+        if self.colour_on_device is None:
+            views = to_device(views, device)  # whole, from pinned memory: views are slices
+            im_q, im_k = normalize(views[:, 0], device), normalize(views[:, 1], device)
+        else:
+            im_q, im_k = self._coloured(*views, device)
         logits, labels = self.model(im_q, im_k)
         with torch.autocast(logits.device.type, enabled=False):  # float32, as the logits
             loss = nn.functional.cross_entropy(logits.float(), labels)
         correct = (logits.argmax(1) == 0).sum()  # instance-discrimination top-1
         return StepOutput(loss, used, correct)
+
+    def _coloured(self, views: torch.Tensor, params: torch.Tensor, device: torch.device
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query and key, their colour steps applied on ``device``, normalised."""
+        views, params = views.to(device, non_blocking=True), params.to(device, non_blocking=True)
+        batch, count, channels, height, width = views.shape
+        coloured = photometric.apply(views.flatten(0, 1).float() / 255,
+                                     params.flatten(0, 1), self.colour_on_device)
+        coloured = (coloured * 255).view(batch, count, channels, height, width)
+        return normalize(coloured[:, 0], device), normalize(coloured[:, 1], device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,6 +15,7 @@ from condpretrain.registry import PRETRAIN_METHODS
 from condpretrain.train.data import moco_v2_augment
 from condpretrain.train.methods.base import PretrainMethod
 from condpretrain.train.moco import MoCo, MocoTask, bn_splits_for, clamp_queue
+from condpretrain.train.photometric import CropAndDraw, blur_kernel_size
 
 
 @PRETRAIN_METHODS.register
@@ -52,11 +54,14 @@ class MocoV2(PretrainMethod):
             model.encoder_k.load_state_dict(model.encoder_q.state_dict())
         return model
 
-    def augment(self) -> Callable[[torch.Tensor], torch.Tensor]:
+    def augment(self) -> Callable[[torch.Tensor], Any]:
+        if self.config.moco_augment_on == "device":  # colour steps drawn here, applied there
+            return CropAndDraw(self.config.resolution)
         return moco_v2_augment(self.config.resolution)
 
     def task(self, model: nn.Module) -> MocoTask:
-        return MocoTask(model)
+        on_device = self.config.moco_augment_on == "device"
+        return MocoTask(model, blur_kernel_size(self.config.resolution) if on_device else None)
 
     def scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
         """Cosine over the epochs, stepped per epoch."""
