@@ -2,7 +2,7 @@
 (``pretrain --moco-augment-on device``).
 
 In the loader's workers a 224 px MoCo view costs ~6 ms of one core, most of it the colour
-jitter's hue shift and the blur (``bench/augment.py``): 14 workers then feed at most
+jitter (its hue shift above all) and the blur (``bench/augment.py``): 14 workers feed at most
 ~1,000-1,260 images a second, fewer than a GPU trains. With this option the workers only
 crop and flip each view and draw its colour parameters (with the same probabilities and
 ranges as torchvision's transforms, from the sample's seeded RNG); the training step
