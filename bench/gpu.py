@@ -55,7 +55,7 @@ from condpretrain.device import autocast, compile_model, prepare_model, resolve_
 from condpretrain.models import build_resnet  # noqa: E402
 from condpretrain.train.loop import Trainer  # noqa: E402
 from condpretrain.train.methods import PRETRAIN_METHODS  # noqa: E402
-from condpretrain.train.photometric import draw_params  # noqa: E402
+from condpretrain.train.photometric import blur_sigma, draw_params  # noqa: E402
 
 ROUNDS = 5  # timed rounds of the bare step / forward
 STEPS = 20  # steps per round
@@ -113,7 +113,7 @@ def bare_pretrain_rate(config: cp.PretrainConfig, device: torch.device) -> float
         views = torch.randint(0, 256, (config.batch_size, 2, *size[1:]), dtype=torch.uint8)
         views = views.to(device)
         if config.moco_augment_on == "device":  # the colour steps are part of the step
-            sigma = (0.1 * config.resolution / 224, 2.0 * config.resolution / 224)
+            sigma = blur_sigma(config.resolution)
             params = torch.stack([draw_params(sigma) for _ in range(2 * config.batch_size)])
             views = (views, params.view(config.batch_size, 2, -1).to(device))
         batch = (views, None, None, [""] * config.batch_size)

@@ -125,8 +125,8 @@ def _tensors_in(batch: Any) -> Iterator[torch.Tensor]:
 def on_host_one_late(results: Iterable[tuple[Tag, torch.Tensor | None]]
                      ) -> Iterator[tuple[Tag, np.ndarray | None]]:
     """Each ``(tag, device tensor or None)`` of ``results`` as ``(tag, numpy array or
-    None)``, in order, one step late: step k's copy to the host starts without waiting (into pinned memory)
-    and is read only once step k+1's work has been queued. A loop that read each result
+    None)``, in order, one step late: step k's copy to the host starts without waiting
+    (into pinned memory) and is read only once step k+1's work has been queued. A loop that read each result
     at once (``.cpu()``) would leave the device idle while the host prepares the next
     batch (decoding it, on the scoring path) and the host idle while the device computes."""
     pending: tuple[Tag, torch.Tensor | None, torch.cuda.Event | None] | None = None

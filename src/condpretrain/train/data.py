@@ -28,6 +28,7 @@ from torchvision.transforms import v2
 from condpretrain.data.images import normalize_pixels
 from condpretrain.device import to_device
 from condpretrain.train.blur import SeparableGaussianBlur
+from condpretrain.train.photometric import blur_kernel_size, blur_sigma
 
 
 class ImageSource(Protocol):
@@ -282,15 +283,13 @@ def moco_v2_augment(resolution: int) -> v2.Compose:
     resolution (0.05-1.0 at 112), so a blur removes the same share of the image's detail
     whatever the resolution. The kernel spans ~10% of the side either way; it runs as two
     1-D passes (``train.blur``: torchvision's 2-D kernel is the slowest step of a view)."""
-    kernel = max(3, int(0.1 * resolution) // 2 * 2 + 1)  # ~10% of the side, odd
-    scale = resolution / 224
+    blur = SeparableGaussianBlur(blur_kernel_size(resolution), sigma=blur_sigma(resolution))
     return v2.Compose([
         v2.RandomResizedCrop(resolution, scale=(0.2, 1.0),
                              interpolation=v2.InterpolationMode.BILINEAR, antialias=True),
         v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
         v2.RandomGrayscale(p=0.2),
-        v2.RandomApply([SeparableGaussianBlur(kernel, sigma=(0.1 * scale, 2.0 * scale))],
-                       p=0.5),
+        v2.RandomApply([blur], p=0.5),
         v2.RandomHorizontalFlip(),
     ])
 

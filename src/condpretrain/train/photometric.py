@@ -27,6 +27,7 @@ from torchvision.transforms import v2
 # One view's parameters, in this order (a float32 row).
 JITTER, BRIGHTNESS, CONTRAST, SATURATION, HUE = 0, 1, 2, 3, 4
 ORDER = slice(5, 9)  # the four jitter steps' order, a permutation of 0-3 as torchvision's
+HUE_STEP = 3  # in that order: brightness 0, contrast 1, saturation 2, hue 3
 GREY, BLUR, SIGMA = 9, 10, 11
 WIDTH = 12
 GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale
@@ -35,6 +36,12 @@ GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale
 def blur_kernel_size(resolution: int) -> int:
     """MoCo-v2's blur spans ~10 % of the side (23 px at 224), odd."""
     return max(3, int(0.1 * resolution) // 2 * 2 + 1)
+
+
+def blur_sigma(resolution: int) -> tuple[float, float]:
+    """MoCo-v2's sigma range, (0.1, 2.0) for 224 px crops, scaled with the resolution so
+    that a blur removes the same share of the image's detail at any resolution."""
+    return 0.1 * resolution / 224, 2.0 * resolution / 224
 
 
 class CropAndDraw:
@@ -46,7 +53,7 @@ class CropAndDraw:
             v2.RandomResizedCrop(resolution, scale=(0.2, 1.0),
                                  interpolation=v2.InterpolationMode.BILINEAR, antialias=True),
             v2.RandomHorizontalFlip()])
-        self.sigma = (0.1 * resolution / 224, 2.0 * resolution / 224)  # as moco_v2_augment
+        self.sigma = blur_sigma(resolution)
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.geometry(image), draw_params(self.sigma)
@@ -71,18 +78,44 @@ def apply(images: torch.Tensor, params: torch.Tensor, kernel_size: int) -> torch
     """``images`` (``B x 3 x H x W``, float in 0-1) with each row of ``params`` (``B x
     WIDTH``, on their device) applied: jitter, greyscale, blur; float in 0-1."""
     with torch.autocast(images.device.type, enabled=False):  # colour maths in float32
-        images, params = images.float(), params.float()
-        jittered = params[:, JITTER].bool()
-        for position in range(4):  # each sample runs its own order of the four steps
-            step = params[:, ORDER][:, position]
-            for kind, adjust in enumerate((_brightness, _contrast, _saturation, _hue)):
-                chosen = (jittered & (step == kind)).view(-1, 1, 1, 1)
-                factor = params[:, BRIGHTNESS + kind].view(-1, 1, 1, 1)
-                images = torch.where(chosen, adjust(images, factor), images)
+        images, params = _jitter(images.float(), params.float()), params.float()
         grey = _grey(images).expand_as(images)
         images = torch.where(params[:, GREY].bool().view(-1, 1, 1, 1), grey, images)
         blurred = _blur(images, params[:, SIGMA], kernel_size)
         return torch.where(params[:, BLUR].bool().view(-1, 1, 1, 1), blurred, images)
+
+
+def _jitter(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Each sample's four jitter steps in its own order, without reading the order on the
+    host: the steps before its hue shift, the hue shift (one pass over the batch, the
+    costly step), the steps after it. Brightness, contrast and saturation are each a blend
+    (with black, the grey mean, the grey image), so a round of them is one blend in
+    which a sample with nothing to do blends with factor 1 and stays exactly as it is."""
+    jittered = params[:, JITTER].bool()
+    order = params[:, ORDER].long()
+    hue_at = (order == HUE_STEP).long().argmax(dim=1)  # where each sample's hue shift falls
+    for position in range(3):
+        images = _blend_round(images, params, order[:, position],
+                              jittered & (position < hue_at))
+    shifted = _hue(images, params[:, HUE].view(-1, 1, 1, 1))
+    images = torch.where(jittered.view(-1, 1, 1, 1), shifted, images)
+    for position in range(1, 4):
+        images = _blend_round(images, params, order[:, position],
+                              jittered & (position > hue_at))
+    return images
+
+
+def _blend_round(images: torch.Tensor, params: torch.Tensor, step: torch.Tensor,
+                 active: torch.Tensor) -> torch.Tensor:
+    """The ``active`` samples' brightness, contrast or saturation step (``step`` 0-2), as
+    torchvision blends them; the others unchanged."""
+    grey = _grey(images)
+    kind = step.view(-1, 1, 1, 1)
+    other = torch.where(kind == 0, torch.zeros_like(grey),
+                        torch.where(kind == 1, grey.mean(dim=(1, 2, 3), keepdim=True), grey))
+    factor = params[:, BRIGHTNESS:SATURATION + 1].gather(1, step.clamp(max=2).view(-1, 1))
+    factor = torch.where(active.view(-1, 1), factor, torch.ones_like(factor))
+    return _blend(images, other, factor.view(-1, 1, 1, 1))
 
 
 def _grey(images: torch.Tensor) -> torch.Tensor:
@@ -93,18 +126,6 @@ def _grey(images: torch.Tensor) -> torch.Tensor:
 
 def _blend(images: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return (factor * images + (1.0 - factor) * other).clamp(0.0, 1.0)
-
-
-def _brightness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return (images * factor).clamp(0.0, 1.0)
-
-
-def _contrast(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return _blend(images, _grey(images).mean(dim=(1, 2, 3), keepdim=True), factor)
-
-
-def _saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return _blend(images, _grey(images), factor)
 
 
 def _hue(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -143,4 +164,4 @@ def _blur(images: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.
     return flat.view(batch, channels, height, width)
 
 
-__all__ = ["WIDTH", "CropAndDraw", "apply", "blur_kernel_size", "draw_params"]
+__all__ = ["WIDTH", "CropAndDraw", "apply", "blur_kernel_size", "blur_sigma", "draw_params"]
