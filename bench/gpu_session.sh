@@ -7,20 +7,23 @@
 #   STAGES=compile bash bench/gpu_session.sh "$OUT" 150   # next, on the still-warm machine
 #   DEVICE=cpu SMALL=1 bash bench/gpu_session.sh /tmp/session 1500   # CPU smoke of the script
 #
-# Stages (STAGES, default env,bench,workflow,compile), in the order of what the issue needs
+# Stages (STAGES, default env,micro,bench,workflow,compile), in the order of what the issue needs
 # most; a stage with a share must end by start + (its share + the shares before it) x
 # BUDGET, so time one stage leaves goes to the next:
 #   env       the device, the library versions, nvJPEG and faiss on the GPU (seconds)
+#   micro     bench/photometric.py and bench/resize_crop.py on the device, bench/augment.py
+#             on the host's CPU (one worker's view costs)                             (5 %)
 #   bench     bench/gpu.py: every throughput figure (MoCo with its colour steps in the
 #             workers and on the device), printed row by row as measured, so a stage cut
-#             off by its limit still leaves what it got                              (55 %)
+#             off by its limit still leaves what it got                              (50 %)
 #   workflow  bench/gpu_workflow.sh on a smaller pool: every README command on CUDA (45 %)
 #   compile   bench/gpu.py --compile on pre-training (supervised, MoCo with the colour steps
 #             on the device: the GPU-bound ones), on bench's pool, against bench's figures:
 #             the data for the --compile default                          (what is left)
 # A stage that fails or runs out of time is reported and the next one still runs.
 # Returned in OUT (at most 8 files come back): session.log (everything printed here),
-# bench.log, compile.log, workflow.log, workflow-logs.tar.gz (each workflow step's log).
+# micro.log, bench.log, compile.log, workflow.log, workflow-logs.tar.gz (each workflow
+# step's log).
 # The work itself goes to WORK (default /tmp/condpretrain-session), outside OUT.
 #
 # Packages the device image lacks travel as wheels in .whl/ (carry it): faiss-cpu. How to
@@ -28,7 +31,7 @@
 set -uo pipefail
 OUT=${1:?usage: gpu_session.sh OUT [BUDGET_SECONDS]}
 BUDGET=${2:-530}
-STAGES=",${STAGES:-env,bench,workflow,compile},"
+STAGES=",${STAGES:-env,micro,bench,workflow,compile},"
 WORK=${WORK:-/tmp/condpretrain-session}
 DEVICE=${DEVICE:-cuda}
 PY=${PYTHON:-python3}
@@ -109,12 +112,24 @@ if [ "${SMALL:-0}" = 1 ]; then  # the CPU smoke: toy sizes (bench/gpu.py's docst
                  --downstream-preset quick --voc-images 16 --voc-size 64)
     COMPILE_SIZES=(--resolutions 16 --supervised-arch resnet10 --moco-arch resnet10
                    --batch-size 16 --pool-images 96 --target-images 40 --epochs 2 --workers 2)
+    PHOTOMETRIC_SIZES=(--views 16 --resolution 32)
+    RESIZE_SIZES=(--batch-size 16 --size 32)
+    AUGMENT_SIZES=(--views 10 --resolutions 32)
 else  # sized so that each stage fits its share of ~530 s on one H100
     BENCH_SIZES=(--pool-images 10000 --epochs 3 --iterations 100 --workers 14)
     COMPILE_SIZES=(--resolutions 224,112 --pool-images 10000 --epochs 3 --workers 14
                    --modes supervised,moco-device)
+    PHOTOMETRIC_SIZES=(--views 512 --resolution 224)  # a MoCo step's views: 2 x batch 256
+    RESIZE_SIZES=(--batch-size 256)
+    AUGMENT_SIZES=(--workers 14)
 fi
-stage bench 55 bench.log "$PY" "$REPO/bench/gpu.py" --device "$DEVICE" --out "$WORK/bench" \
+# The small benches (the device's colour steps and resize, a worker's views) as one command
+# line for `timeout`, each run whatever the one before did.
+MICRO="$PY $REPO/bench/photometric.py --device $DEVICE ${PHOTOMETRIC_SIZES[*]};
+       $PY $REPO/bench/resize_crop.py --device $DEVICE ${RESIZE_SIZES[*]};
+       $PY $REPO/bench/augment.py ${AUGMENT_SIZES[*]}"
+stage micro 5 micro.log bash -c "$MICRO"
+stage bench 50 bench.log "$PY" "$REPO/bench/gpu.py" --device "$DEVICE" --out "$WORK/bench" \
     "${BENCH_SIZES[@]}"
 if [ "${SMALL:-0}" = 1 ]; then
     stage workflow 45 workflow.log env DEVICE="$DEVICE" SMALL=1 \
