@@ -71,6 +71,10 @@ for mode in supervised moco; do
             --epochs "$EPOCHS" --batch-size "$BATCH" "${COMMON[@]}" --out "$OUT/pre-$mode-$res"
     done
 done
+step "pretrain-moco-colour-on-device" condpretrain pretrain --preset "$PRESET" \
+    --source "$POOLDIR" --subset "$OUT/select/clustering-min/subset.csv" --mode moco \
+    --moco-augment-on device --resolution "$HI" --epochs "$EPOCHS" --batch-size "$BATCH" \
+    "${COMMON[@]}" --out "$OUT/pre-moco-device-$HI"
 step "finetune" condpretrain finetune --preset "$PRESET" --target "$TARGET" \
     --init "$OUT/pre-supervised-$LO/backbone.pt" --resolution "$HI" --epochs "$EPOCHS" \
     --batch-size "$BATCH" "${COMMON[@]}" --out "$OUT/finetune"
