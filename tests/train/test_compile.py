@@ -15,6 +15,7 @@ from torch import nn
 from condpretrain import device as device_module
 from condpretrain.dist import unwrap
 from condpretrain.models import resnet10
+from condpretrain.train import photometric
 from condpretrain.train.finetune import finetune
 from condpretrain.train.moco import MoCo
 from condpretrain.train.pretrain import pretrain
@@ -48,15 +49,17 @@ def test_unwrap_reaches_the_model_inside_the_compile_wrapper(eager_compile):
     assert device_module.compile_model(model, False) is model
 
 
-@pytest.mark.parametrize("mode", ["supervised", "moco"])
+@pytest.mark.parametrize("mode", ["supervised", "moco", "moco, colour on the device"])
 def test_compiled_pretraining_trains_and_saves_what_plain_pretraining_does(
         pool4, tmp_path, eager_compile, mode):
-    config = tiny_pretrain(mode=mode, epochs=2, batch_size=24, checkpoint_minutes=0)
-    pretrain(str(pool4), tmp_path / "plain", config)
+    options = {"mode": mode.split(",")[0], "epochs": 2, "batch_size": 24,
+               "checkpoint_minutes": 0,
+               "moco_augment_on": "device" if mode.endswith("device") else "workers"}
+    pretrain(str(pool4), tmp_path / "plain", tiny_pretrain(**options))
     assert not eager_compile
-    pretrain(str(pool4), tmp_path / "compiled", tiny_pretrain(
-        mode=mode, epochs=2, batch_size=24, checkpoint_minutes=0, compile=True))
-    assert len(eager_compile) == 1
+    pretrain(str(pool4), tmp_path / "compiled", tiny_pretrain(**options, compile=True))
+    # the model; with the colour steps on the device, their function too
+    assert eager_compile[1:] == ([photometric.apply] if mode.endswith("device") else [])
     plain, compiled = _weights(tmp_path / "plain" / "backbone.pt"), \
         _weights(tmp_path / "compiled" / "backbone.pt")
     assert sorted(plain) == sorted(compiled)
@@ -110,6 +113,16 @@ def _moco_losses(compiled: bool) -> list[float]:
         optimizer.zero_grad()
         losses.append(loss.item())
     return losses
+
+
+def test_the_colour_steps_compile_under_inductor_to_the_same_pixels():
+    torch.manual_seed(0)
+    compiled = torch.compile(photometric.apply)  # inductor, as --compile
+    for _ in range(2):  # a second batch reuses the graph
+        images = torch.rand(4, 3, 16, 16)
+        params = torch.stack([photometric.draw_params((0.1, 2.0)) for _ in range(4)])
+        torch.testing.assert_close(compiled(images, params, 3),
+                                   photometric.apply(images, params, 3), rtol=0, atol=1e-5)
 
 
 def test_moco_trains_under_inductor_as_it_does_eagerly():

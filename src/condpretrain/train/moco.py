@@ -20,6 +20,7 @@ steps of ~0.02.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -236,10 +237,12 @@ class MoCo(nn.Module):
 class MocoTask:
     """``model`` is the MoCo module (possibly DDP-wrapped); batches hold two views. With
     ``colour_on_device`` (the blur's kernel size), a batch's views come with their colour
-    parameters, applied here (``--moco-augment-on device``)."""
+    parameters, applied here by ``colour`` (``--moco-augment-on device``; compiled with
+    ``--compile``, which fuses its many elementwise passes)."""
 
     model: nn.Module
     colour_on_device: int | None = None
+    colour: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] = photometric.apply
 
     def training_step(self, batch, device: torch.device) -> StepOutput:
         views, _, _, errors = batch
@@ -261,7 +264,7 @@ class MocoTask:
         """Query and key, their colour steps applied on ``device``, normalised."""
         views, params = views.to(device, non_blocking=True), params.to(device, non_blocking=True)
         batch, count, channels, height, width = views.shape
-        coloured = photometric.apply(views.flatten(0, 1).float() / 255,
-                                     params.flatten(0, 1), self.colour_on_device)
+        coloured = self.colour(views.flatten(0, 1).float() / 255, params.flatten(0, 1),
+                               self.colour_on_device)
         coloured = (coloured * 255).view(batch, count, channels, height, width)
         return normalize(coloured[:, 0], device), normalize(coloured[:, 1], device)

@@ -12,6 +12,7 @@ from torch import nn
 
 from condpretrain.models import load_backbone
 from condpretrain.registry import PRETRAIN_METHODS
+from condpretrain.train import photometric
 from condpretrain.train.data import moco_v2_augment
 from condpretrain.train.methods.base import PretrainMethod
 from condpretrain.train.moco import MoCo, MocoTask, bn_splits_for, clamp_queue
@@ -60,8 +61,11 @@ class MocoV2(PretrainMethod):
         return moco_v2_augment(self.config.resolution)
 
     def task(self, model: nn.Module) -> MocoTask:
-        on_device = self.config.moco_augment_on == "device"
-        return MocoTask(model, blur_kernel_size(self.config.resolution) if on_device else None)
+        if self.config.moco_augment_on != "device":
+            return MocoTask(model)
+        # --compile fuses the colour steps' elementwise passes too (a function, not a module)
+        colour = torch.compile(photometric.apply) if self.config.compile else photometric.apply
+        return MocoTask(model, blur_kernel_size(self.config.resolution), colour)
 
     def scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
         """Cosine over the epochs, stepped per epoch."""
