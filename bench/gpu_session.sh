@@ -121,7 +121,7 @@ else  # sized so that each stage fits its share of ~530 s on one H100
                    --modes supervised,moco-device)
     PHOTOMETRIC_SIZES=(--views 512 --resolution 224)  # a MoCo step's views: 2 x batch 256
     RESIZE_SIZES=(--batch-size 256)
-    AUGMENT_SIZES=(--workers 14)
+    AUGMENT_SIZES=(--workers 14 --views 40)  # its table prints at the end: keep it short
 fi
 # The small benches (the device's colour steps and resize, a worker's views) as one command
 # line for `timeout`, each run whatever the one before did.
