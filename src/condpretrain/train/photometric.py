@@ -78,7 +78,8 @@ def apply(images: torch.Tensor, params: torch.Tensor, kernel_size: int) -> torch
     """``images`` (``B x 3 x H x W``, float in 0-1) with each row of ``params`` (``B x
     WIDTH``, on their device) applied: jitter, greyscale, blur; float in 0-1."""
     with torch.autocast(images.device.type, enabled=False):  # colour maths in float32
-        images, params = _jitter(images.float(), params.float()), params.float()
+        params = params.float()
+        images = _jitter(images.float(), params)
         grey = _grey(images).expand_as(images)
         images = torch.where(params[:, GREY].bool().view(-1, 1, 1, 1), grey, images)
         blurred = _blur(images, params[:, SIGMA], kernel_size)
