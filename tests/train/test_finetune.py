@@ -100,3 +100,22 @@ def test_eval_every_tests_every_nth_epoch_and_always_the_last(target6, tmp_path)
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [("top1" in m) for m in metrics] == [False, True, False, True, True]
     assert result["top1"] == metrics[-1]["top1"] is not None
+
+
+def test_every_evaluation_reads_one_loader_whose_workers_stay(target6, tmp_path, monkeypatch):
+    from condpretrain.train import finetune as finetune_module
+
+    loaders, real = [], finetune_module.test_scores
+
+    def spy(model, loader, *args):
+        loaders.append(loader)
+        return real(model, loader, *args)
+
+    monkeypatch.setattr(finetune_module, "test_scores", spy)
+    plain = finetune(str(target6), tmp_path / "plain", tiny_finetune(epochs=3))
+    loaders.clear()
+    result = finetune(str(target6), tmp_path / "workers",
+                      tiny_finetune(epochs=3, workers=1, eval_every=1))
+    assert len(loaders) == 3 and all(loader is loaders[0] for loader in loaders)
+    assert loaders[0].persistent_workers  # its worker lives from the first pass to the last
+    assert result.result["top1"] == plain.result["top1"]  # the same passes, other processes

@@ -12,6 +12,7 @@ head. Without ``--init`` this is the random-initialisation baseline.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,6 @@ from condpretrain.train.data import (
     AugmentedDataset,
     EpochLoader,
     eval_crop,
-    make_loader,
     supervised_augment,
 )
 from condpretrain.train.loop import Best, Metrics, Recorder, Schedule, Trainer, restore
@@ -142,11 +142,18 @@ def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool,
     best = Best("top1", save_best, resumed.best)
     topk = (1, 5) if len(classes) > 5 else (1,)
 
+    # One loader for every evaluation, its workers kept between them (a fine-tune evaluates
+    # up to every epoch, and starting a dozen workers each time shows at 112 px).
+    test_loader = None if test_set is None else EpochLoader(
+        test_set, batch_size=config.batch_size, workers=config.workers, seed=config.seed,
+        rank=ctx.rank, world=ctx.world_size, shuffle=False, drop_last=False,
+        pin=device.type == "cuda")
+
     def on_line(metrics: Metrics) -> dict[str, Any]:
         done = int(metrics.epoch) + 1  # epochs finished; the line's epoch counts from 0
-        if test_set is None or (done % config.eval_every and done != config.epochs):
+        if test_loader is None or (done % config.eval_every and done != config.epochs):
             return {}
-        scores = test_scores(model, test_set, config, topk, ctx, device)
+        scores = test_scores(model, test_loader(0), config.amp, topk, ctx, device)
         cost.add_flops(scores.pop("_seen", 0), 1.0)
         return scores
 
@@ -189,13 +196,10 @@ def optimizer_for(model: torch.nn.Module, config: FinetuneConfig
                                                       config.lr_gamma)
 
 
-def test_scores(model, dataset: AugmentedDataset, config: FinetuneConfig, topk, ctx,
-                device: torch.device) -> dict[str, Any]:
-    """Top-k accuracy (in %) and loss on the test split, each rank scoring its share."""
-    loader = make_loader(dataset, batch_size=config.batch_size, workers=config.workers,
-                         epoch=0, seed=config.seed, rank=ctx.rank, world=ctx.world_size,
-                         shuffle=False, drop_last=False, pin=device.type == "cuda")
-    hits, seen, loss_sum = evaluate(model, loader, device, config.amp, topk)
+def test_scores(model, loader: Iterable[Any], amp: bool, topk, ctx, device: torch.device
+                ) -> dict[str, Any]:
+    """Top-k accuracy (in %) and loss on the test split (``loader``: this rank's share)."""
+    hits, seen, loss_sum = evaluate(model, loader, device, amp, topk)
     totals = all_reduce_sum([seen, loss_sum, *(hits[k] for k in topk)], device, ctx)
     seen_all = max(totals[0], 1)
     scores: dict[str, Any] = {"test_loss": totals[1] / seen_all, "_seen": int(totals[0])}
