@@ -34,10 +34,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 from torchvision.io import ImageReadMode, decode_jpeg
-from torchvision.transforms.v2 import functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _util import print_table  # noqa: E402
+from resize_crop import torchvision_path  # noqa: E402  (bench/resize_crop.py)
 
 from condpretrain.config.common import PILLOW_PIXEL_LIMIT as MAX_PIXELS  # noqa: E402
 from condpretrain.data.device_decode import (  # noqa: E402
@@ -85,11 +85,6 @@ def per_batch_rate(work: Callable[[object], object], batches: Sequence[object],
 
 def decode(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
     return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
-
-
-def torchvision_path(images: list[torch.Tensor], size: int) -> torch.Tensor:
-    return torch.stack([F.center_crop(F.resize(image.float(), size, antialias=True), size)
-                        for image in images])
 
 
 def decode_rows(paths: Sequence[str], *, resolution: int, batch_size: int, workers: int,

@@ -21,9 +21,15 @@ from torch.nn import functional as F
 def gaussian_kernel1d(size: int, sigma: float) -> torch.Tensor:
     """torchvision's 1-D kernel: ``exp(-d^2 / (2 sigma^2))`` at the integer offsets ``d``
     of a ``size``-tap window, normalised."""
+    return gaussian_kernels(size, torch.tensor([sigma]))[0]
+
+
+def gaussian_kernels(size: int, sigmas: torch.Tensor) -> torch.Tensor:
+    """:func:`gaussian_kernel1d` for each of ``sigmas`` (``N``): ``N x size``, on their
+    device."""
     lim = (size - 1) / (2.0 * math.sqrt(2.0))
-    x = torch.linspace(-lim, lim, steps=size, dtype=torch.float32)
-    return torch.softmax(x.div(sigma).pow(2).neg(), dim=0)
+    x = torch.linspace(-lim, lim, steps=size, dtype=torch.float32, device=sigmas.device)
+    return torch.softmax(x.div(sigmas.float().view(-1, 1)).pow(2).neg(), dim=1)
 
 
 class SeparableGaussianBlur:
@@ -67,4 +73,4 @@ def _pass(image: torch.Tensor, weights: list[float], dim: int) -> torch.Tensor:
     return out
 
 
-__all__ = ["SeparableGaussianBlur", "blur", "gaussian_kernel1d"]
+__all__ = ["SeparableGaussianBlur", "blur", "gaussian_kernel1d", "gaussian_kernels"]

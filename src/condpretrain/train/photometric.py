@@ -18,11 +18,11 @@ and right alike, so the distribution of views is the same).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch.nn import functional as F
 from torchvision.transforms import v2
+
+from condpretrain.train.blur import gaussian_kernels
 
 # One view's parameters, in this order (a float32 row).
 JITTER, BRIGHTNESS, CONTRAST, SATURATION, HUE = 0, 1, 2, 3, 4
@@ -152,10 +152,7 @@ def _blur(images: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.
     """Each image blurred with its own sigma: torchvision's 1-D kernel, a row and a
     column pass as grouped convolutions over the batch (reflect padding)."""
     batch, channels, height, width = images.shape
-    lim = (kernel_size - 1) / (2.0 * math.sqrt(2.0))
-    x = torch.linspace(-lim, lim, kernel_size, device=images.device)
-    kernels = torch.softmax(-(x / sigma.view(-1, 1)).pow(2), dim=1)  # B x K
-    weights = kernels.repeat_interleave(channels, dim=0)  # one per image channel
+    weights = gaussian_kernels(kernel_size, sigma).repeat_interleave(channels, dim=0)
     half = kernel_size // 2
     flat = images.reshape(1, batch * channels, height, width)
     flat = F.conv2d(F.pad(flat, [half, half, 0, 0], mode="reflect"),
