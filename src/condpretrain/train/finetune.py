@@ -142,12 +142,13 @@ def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool,
     best = Best("top1", save_best, resumed.best)
     topk = (1, 5) if len(classes) > 5 else (1,)
 
+    loading = {"batch_size": config.batch_size, "workers": config.workers, "seed": config.seed,
+               "rank": ctx.rank, "world": ctx.world_size, "drop_last": False,
+               "pin": device.type == "cuda"}
     # One loader for every evaluation, its workers kept between them (a fine-tune evaluates
     # up to every epoch, and starting a dozen workers each time shows at 112 px).
-    test_loader = None if test_set is None else EpochLoader(
-        test_set, batch_size=config.batch_size, workers=config.workers, seed=config.seed,
-        rank=ctx.rank, world=ctx.world_size, shuffle=False, drop_last=False,
-        pin=device.type == "cuda")
+    test_loader = (None if test_set is None
+                   else EpochLoader(test_set, shuffle=False, **loading))
 
     def on_line(metrics: Metrics) -> dict[str, Any]:
         done = int(metrics.epoch) + 1  # epochs finished; the line's epoch counts from 0
@@ -157,9 +158,7 @@ def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool,
         cost.add_flops(scores.pop("_seen", 0), 1.0)
         return scores
 
-    loader = EpochLoader(train_set, batch_size=config.batch_size, workers=config.workers,
-                         seed=config.seed, rank=ctx.rank, world=ctx.world_size, shuffle=True,
-                         drop_last=False, pin=device.type == "cuda")
+    loader = EpochLoader(train_set, shuffle=True, **loading)
 
     trainer.run(loader, Schedule.by_epochs(config.epochs), position=resumed.position,
                 recorder=Recorder(run, cost, 3.0, info, config.checkpoint_minutes * 60,
