@@ -213,7 +213,9 @@ def downstream_rows(args: argparse.Namespace, device: torch.device) -> list[list
     rows = []
     detect_config = cp.build_config(DetectConfig, args.downstream_preset, iterations=args.iterations,
                                     lr_steps=(), log_every=max(args.iterations // 5, 1),
-                                    workers=args.workers, device=str(device))
+                                    workers=args.workers, device=str(device),
+                                    # the precise-BN pass run, not timed: a few batches
+                                    precise_bn=max(args.iterations // 10, 1))
     segment_config = cp.build_config(SegmentConfig, args.downstream_preset, workers=args.workers,
                                      device=str(device), epochs=max(2, -(-args.iterations * 16
                                                                         // args.voc_images)))

@@ -82,7 +82,7 @@ step "export-detectron2" condpretrain export --backbone "$OUT/pre-moco-$HI" \
     --out "$OUT/backbone.pkl"
 step "detect" condpretrain detect --preset "$PRESET" --voc "$OUT/voc" \
     --init "$OUT/pre-moco-$HI/backbone.pt" --iterations "$ITERS" --lr-steps $((ITERS * 3 / 4)) \
-    "${COMMON[@]}" --out "$OUT/detect"
+    --precise-bn $((ITERS / 10 + 1)) "${COMMON[@]}" --out "$OUT/detect"
 step "segment" condpretrain segment --preset "$PRESET" --voc "$OUT/voc" \
     --init "$OUT/pre-supervised-$HI/backbone.pt" --epochs 2 "${COMMON[@]}" --out "$OUT/segment"
 # torchrun as "$PY" -m torch.distributed.run: the same interpreter, whatever PATH holds.

@@ -54,6 +54,13 @@ class DetectConfig(Config):
                              "Res5ROIHeadsExtraNorm, on in all of MoCo's R50-C4 VOC and COCO "
                              "runs, supervised baselines included (Base-RCNN-C4-BN.yaml); "
                              "turn it on to reproduce their numbers")
+    precise_bn: int = option(200, "before testing, recompute the BatchNorm statistics with "
+                             "the final weights over this many training batches "
+                             "(Detectron2's TEST.PRECISE_BN, on in MoCo's configs); 0: keep "
+                             "the running ones; nothing to do with --norm frozen", low=0)
+    aspect_grouping: bool = option(True, "batch landscape images with landscape ones and "
+                                   "portrait with portrait (Detectron2's "
+                                   "DATALOADER.ASPECT_RATIO_GROUPING): less padding per batch")
     train_split: str = option("trainval", "ImageSets/Main split to train on, in every --voc "
                               "folder")
     test_split: str = option("test", "ImageSets/Main split to evaluate on, of the first --voc "
@@ -85,6 +92,7 @@ class DetectConfig(Config):
             "proposals_train": 256,
             "proposals_test": 100,
             "eval_batch_size": 4,
+            "precise_bn": 20,
             "workers": 0,
             "log_every": 20,
         },
@@ -103,6 +111,7 @@ class DetectConfig(Config):
             "proposals_train": 64,
             "proposals_test": 32,
             "eval_batch_size": 4,
+            "precise_bn": 2,
             "workers": 0,
             "log_every": 2,
         },
@@ -140,6 +149,10 @@ class SegmentConfig(Config):
     crop_size: int = option(473, "square training crop, 8k+1", low=0, low_open=True)
     scale_min: float = option(0.5, "smallest random scale", low=0, low_open=True)
     scale_max: float = option(2.0, "largest random scale", low=0, low_open=True)
+    rotate: float = option(10.0, "largest random rotation in degrees either way, applied to "
+                           "half the training images as semseg; 0: none", low=0, high=180)
+    blur: bool = option(True, "5x5 Gaussian blur (OpenCV's [1,4,6,4,1]/16) on half the "
+                        "training images, as semseg")
     aux_weight: float = option(0.4, "weight of the auxiliary (res4) loss", low=0)
     shrink_factor: int = option(2, "attention on a map this much smaller, as PSANet does",
                                 low=0, low_open=True)

@@ -290,7 +290,8 @@ class Segmentation(DownstreamTask[tuple[Path, Path]]):
     def train_dataset(self, items: list[tuple[Path, Path]]) -> SegmentationDataset:
         config = self.config
         return SegmentationDataset(items, train=True, crop_size=config.crop_size,
-                                   scale_range=(config.scale_min, config.scale_max))
+                                   scale_range=(config.scale_min, config.scale_max),
+                                   rotate=config.rotate, blur=config.blur)
 
     def schedule(self, train_images: int) -> Schedule:
         # epochs x full batches per epoch, a metrics line per epoch

@@ -11,7 +11,8 @@ checkpoint.pt, result.json), seeding, the resumable sampler, AMP, checkpoints an
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -22,11 +23,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from condpretrain import runlock
 from condpretrain.config import to_dict
-from condpretrain.device import device_kind, prepare_model, seed_everything
+from condpretrain.device import autocast, device_kind, prepare_model, seed_everything
 from condpretrain.dist import DistContext, distributed, gather, unwrap, wrap_ddp
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
 from condpretrain.registry import DOWNSTREAM_TASKS, LAST
+from condpretrain.train.batchnorm import precise_batchnorm
 from condpretrain.train.common import open_run
 from condpretrain.train.data import EpochLoader, SeededDataset
 from condpretrain.train.loop import Recorder, Schedule, Trainer, TrainTask, restore
@@ -107,6 +109,16 @@ class DownstreamTask(Generic[Item]):
         """The schedule as result.json reports it."""
         return {"iterations": schedule.iterations}
 
+    def batch_groups(self, items: list[Item]) -> Sequence[int] | None:
+        """A group id per training item when batches should hold one group each (e.g.
+        landscape / portrait images, to pad less); None: batches of any items."""
+        return None
+
+    def precise_bn_iterations(self) -> int:
+        """Training batches over which the BatchNorm statistics are recomputed with the
+        final weights before testing (Detectron2's ``TEST.PRECISE_BN``); 0: none."""
+        return 0
+
     # -- the run ------------------------------------------------------------------------------
     def run(self, out: str | Path, resume: bool = False) -> dict[str, Any]:
         """Train on ``train_split``, score on ``test_split``; the result, on every process.
@@ -145,22 +157,53 @@ class DownstreamTask(Generic[Item]):
         loader = EpochLoader(dataset, batch_size=batch, workers=config.workers,
                              seed=config.seed, rank=ctx.rank, world=ctx.world_size, shuffle=True,
                              drop_last=True, pin=device.type == "cuda", collate=self.collate,
-                             fill=True)
+                             fill=True, groups=self.batch_groups(train_items))
 
         trainer.run(loader, schedule, position=resumed.position,
                     recorder=Recorder(run, cost, 3.0,
                                       checkpoint_seconds=config.checkpoint_minutes * 60))
+        precise = self._precise_bn(trainer.task.model, loader, schedule, ctx, device)
+        cost.add_flops(precise * config.batch_size, 1.0)
         scores = self.evaluate(trainer.task.model, test_items, ctx, device)
         result: dict[str, Any] = {}
         if ctx.is_main and scores is not None:
             result = {"task": self.task, **scores, "arch": config.arch, "init": config.init,
                       **self.result_fields(schedule), "train_split": config.train_split,
                       "test_split": config.test_split, "train_images": len(train_items),
-                      "test_images": len(test_items), "cost": cost.state()}
+                      "test_images": len(test_items), "precise_bn_iterations": precise,
+                      "cost": cost.state()}
             log.info("%s: %s", self.name, " ".join(f"{k} {result[k]:.4g}" for k in self.metrics))
         run.write_cost(cost, status="done", iteration=schedule.iterations)
         run.write_result(result)
         return gather(result, ctx)[0]  # rank 0's result for every process
+
+    def _precise_bn(self, model: nn.Module, loader: EpochLoader, schedule: Schedule,
+                    ctx: DistContext, device: torch.device) -> int:
+        """:meth:`precise_bn_iterations` training steps' forwards (no gradients) through the
+        trained model, whose BN statistics become their average: the batches of the epochs
+        after the last trained one, their sampling drawn from the run's seed, so a resumed
+        run recomputes the same statistics. The number of batches forwarded."""
+        iterations = self.precise_bn_iterations()
+        if not iterations:
+            return 0
+        net = unwrap(model)  # SyncBN still pools over the processes; DDP's hooks stay out
+        step = self.training_task(net, device)
+        amp = self.config.amp
+
+        def forward(batch: Any) -> None:
+            with autocast(device, amp):
+                step.training_step(batch, device)
+
+        first_epoch = math.ceil((schedule.iterations or 0) / max(len(loader(0)), 1))
+        devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # RPN / RoI sampling draws from it
+            torch.manual_seed(self.config.seed + ctx.rank)
+            count = precise_batchnorm(net, epoch_batches(loader, first_epoch, iterations),
+                                      forward)
+        if count:
+            log.info("%s: BatchNorm statistics recomputed over %d training batches",
+                     self.name, count)
+        return count
 
     def _voc_input(self) -> str | list[str]:
         return [str(v) for v in self.vocs] if len(self.vocs) > 1 else str(self.voc)
@@ -189,6 +232,21 @@ class DownstreamTask(Generic[Item]):
         with torch.random.fork_rng(devices=devices), counter, torch.no_grad():
             probe.training_step((self.collate or default_collate)(items), device)
         return int(counter.get_total_flops()) // max(batch, 1)
+
+
+def epoch_batches(loader: EpochLoader, epoch: int, count: int) -> Iterator[Any]:
+    """``count`` batches of ``loader`` from the start of ``epoch`` on, into the next
+    epochs as needed."""
+    while count > 0:
+        before = count
+        for batch in loader(epoch):
+            yield batch
+            count -= 1
+            if count == 0:
+                return
+        if count == before:  # an empty epoch: nothing more will come
+            return
+        epoch += 1
 
 
 def voc_list(voc: str | Path | Sequence[str | Path], allowed: int | None,

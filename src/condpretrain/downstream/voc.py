@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from condpretrain.downstream.seg_augment import SegmentationAugment
 from condpretrain.errors import CondPretrainError
 
 VOC_CLASSES: tuple[str, ...] = (
@@ -218,16 +219,17 @@ IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 
 
 class SegmentationDataset(Dataset):
-    """Normalised image and int64 mask. Training: random scale, flip, then a square crop
-    (padded with the mean colour and the ignore label where the image is smaller), as
-    in the PSANet code; evaluation: the whole image (the model slides crops over it)."""
+    """Normalised image and int64 mask. Training: semseg's PSANet augmentation (random
+    scale, rotation, blur, flip, then a square crop padded with the mean colour and the
+    ignore label where the image is smaller; see :mod:`.seg_augment`); evaluation: the
+    whole image (the model slides crops over it)."""
 
     def __init__(self, pairs: list[tuple[Path, Path]], train: bool, crop_size: int,
-                 scale_range: tuple[float, float] = (0.5, 2.0)) -> None:
+                 scale_range: tuple[float, float] = (0.5, 2.0), rotate: float = 10.0,
+                 blur: bool = True) -> None:
         self.pairs = pairs
         self.train = train
-        self.crop_size = crop_size
-        self.scale_range = scale_range
+        self.augment = SegmentationAugment(crop_size, scale_range, rotate, blur, IGNORE_INDEX)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -238,26 +240,5 @@ class SegmentationDataset(Dataset):
         mask = torch.from_numpy(read_mask(mask_file, pil.size).astype(np.int64))
         image = (_to_tensor(pil) - IMAGENET_MEAN) / IMAGENET_STD
         if self.train:
-            image, mask = self._augment(image, mask)
+            image, mask = self.augment(image, mask)
         return image, mask
-
-    def _augment(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        low, high = self.scale_range
-        scale = float(torch.empty(()).uniform_(low, high))
-        h, w = mask.shape
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        image = torch.nn.functional.interpolate(image[None], size=size, mode="bilinear",
-                                                align_corners=False)[0]
-        mask = torch.nn.functional.interpolate(mask[None, None].float(), size=size,
-                                               mode="nearest")[0, 0].long()
-        if torch.rand(()) < 0.5:
-            image, mask = image.flip(-1), mask.flip(-1)
-        crop = self.crop_size
-        pad_h, pad_w = max(crop - size[0], 0), max(crop - size[1], 0)
-        if pad_h or pad_w:  # zero in normalised space is the mean colour
-            image = torch.nn.functional.pad(image, (0, pad_w, 0, pad_h), value=0.0)
-            mask = torch.nn.functional.pad(mask, (0, pad_w, 0, pad_h), value=IGNORE_INDEX)
-        top = int(torch.randint(0, mask.shape[0] - crop + 1, ()))
-        left = int(torch.randint(0, mask.shape[1] - crop + 1, ()))
-        return (image[:, top:top + crop, left:left + crop].contiguous(),
-                mask[top:top + crop, left:left + crop].contiguous())

@@ -51,12 +51,17 @@ class SeparableGaussianBlur:
 
 def blur(image: torch.Tensor, kernel_size: int, sigma: float) -> torch.Tensor:
     """``image`` (``C x H x W``) blurred with a ``kernel_size``-tap Gaussian of ``sigma``."""
-    weights = gaussian_kernel1d(kernel_size, sigma).tolist()
-    out = _pass(image.float(), weights, dim=-1)
-    out = _pass(out, weights, dim=-2)
+    out = separable_blur(image.float(), gaussian_kernel1d(kernel_size, sigma).tolist())
     if image.is_floating_point():
         return out.to(image.dtype)
     return out.round_().clamp_(0, 255).to(image.dtype)
+
+
+def separable_blur(image: torch.Tensor, weights: list[float]) -> torch.Tensor:
+    """Float ``image`` (``C x H x W``) convolved with the 2-D kernel ``outer(weights,
+    weights)`` as a row and a column pass (reflect padding: both sides must exceed
+    ``len(weights) // 2``)."""
+    return _pass(_pass(image, weights, dim=-1), weights, dim=-2)
 
 
 def _pass(image: torch.Tensor, weights: list[float], dim: int) -> torch.Tensor:
@@ -73,4 +78,5 @@ def _pass(image: torch.Tensor, weights: list[float], dim: int) -> torch.Tensor:
     return out
 
 
-__all__ = ["SeparableGaussianBlur", "blur", "gaussian_kernel1d", "gaussian_kernels"]
+__all__ = ["SeparableGaussianBlur", "blur", "gaussian_kernel1d", "gaussian_kernels",
+           "separable_blur"]

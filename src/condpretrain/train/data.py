@@ -165,15 +165,22 @@ class EpochBatches(Sampler[list[int]]):
     the same length (padded), so every rank makes the same number of batches. Skipping
     whole batches (not samples) keeps a resumed epoch's batches those of an
     uninterrupted one, the merged last batch included.
+
+    ``groups`` (a group id per dataset index, e.g. landscape / portrait) makes batches
+    of one group each, as Detectron2's aspect-ratio grouping: see :func:`grouped_batches`.
     """
 
     def __init__(self, order: EpochSampler, batch_size: int, *, drop_last: bool,
-                 skip: int = 0) -> None:
+                 skip: int = 0, groups: Sequence[int] | None = None) -> None:
         self.order, self.batch_size, self.drop_last, self.skip = order, batch_size, drop_last, skip
+        self.groups = groups
 
     def batches(self) -> list[list[int]]:
         indices, size = self.order.indices(), self.batch_size
-        batches = [indices[i:i + size] for i in range(0, len(indices), size)]
+        if self.groups is not None:
+            batches = grouped_batches(indices, self.groups, size)
+        else:
+            batches = [indices[i:i + size] for i in range(0, len(indices), size)]
         if batches and len(batches[-1]) < size:
             if self.drop_last:
                 batches.pop()
@@ -191,6 +198,25 @@ class EpochBatches(Sampler[list[int]]):
         if not self.drop_last and count > 1 and share % size == 1:
             count -= 1  # the lone last sample joins the batch before it
         return max(count - self.skip, 0)
+
+
+def grouped_batches(indices: Sequence[int], groups: Sequence[int], size: int) -> list[list[int]]:
+    """``indices`` (in order) cut into batches of one group each: every index joins its
+    group's open batch, which is emitted the moment it holds ``size`` (Detectron2's
+    ``AspectRatioGroupedDataset``, per epoch rather than over an endless stream). What the
+    groups hold at the end of the epoch (under ``size`` each) follows, in order, cut into
+    batches of ``size`` that may mix groups; so there are exactly as many batches, each as
+    full, as without grouping, and the schedule does not change."""
+    open_batches: dict[int, list[int]] = {}  # group -> positions in ``indices``
+    batches: list[list[int]] = []
+    for position, index in enumerate(indices):
+        members = open_batches.setdefault(int(groups[index]), [])
+        members.append(position)
+        if len(members) == size:
+            batches.append([indices[p] for p in members])
+            members.clear()
+    left = [indices[p] for p in sorted(p for members in open_batches.values() for p in members)]
+    return batches + [left[i:i + size] for i in range(0, len(left), size)]
 
 
 class _AtEpoch(Dataset):
@@ -239,16 +265,18 @@ class EpochLoader:
     sees the batches an uninterrupted one saw.
     ``fill``: at least one full batch per rank, however small the dataset. A training
     loader (``shuffle``) gives each rank at least two samples, repeated if need be, so
-    even a one-image share makes a batch BatchNorm can train on."""
+    even a one-image share makes a batch BatchNorm can train on.
+    ``groups``: batches of one group each (:func:`grouped_batches`)."""
 
     def __init__(self, dataset: Dataset, *, batch_size: int, workers: int, seed: int, rank: int,
                  world: int, shuffle: bool, drop_last: bool, pin: bool,
                  sampler: Sampler[int] | None = None, collate: Callable | None = None,
-                 fill: bool = False, persistent: bool = True) -> None:
+                 fill: bool = False, persistent: bool = True,
+                 groups: Sequence[int] | None = None) -> None:
         order = EpochSampler(sampler if sampler is not None else len(dataset),  # type: ignore[arg-type]
                              seed=seed, rank=rank, world=world, shuffle=shuffle, pad=shuffle,
                              min_share=batch_size if fill else (2 if shuffle else 0))
-        self.batches = EpochBatches(order, batch_size, drop_last=drop_last)
+        self.batches = EpochBatches(order, batch_size, drop_last=drop_last, groups=groups)
         self.loader = DataLoader(
             _AtEpoch(dataset), batch_sampler=_KeyedBatches(self.batches), num_workers=workers,
             collate_fn=collate, pin_memory=pin, persistent_workers=persistent and workers > 0,
