@@ -146,7 +146,8 @@ class SegmentConfig(Config):
     momentum: float = option(0.9, "SGD momentum", low=0, high=1)
     weight_decay: float = option(1e-4, "weight decay", low=0)
     poly_power: float = option(0.9, "power of the poly schedule", low=0, low_open=True)
-    crop_size: int = option(473, "square training crop, 8k+1", low=0, low_open=True)
+    crop_size: int = option(465, "square training crop, 8k+1 (semseg's VOC config)", low=0,
+                            low_open=True)
     scale_min: float = option(0.5, "smallest random scale", low=0, low_open=True)
     scale_max: float = option(2.0, "largest random scale", low=0, low_open=True)
     rotate: float = option(10.0, "largest random rotation in degrees either way, applied to "
@@ -156,6 +157,9 @@ class SegmentConfig(Config):
     aux_weight: float = option(0.4, "weight of the auxiliary (res4) loss", low=0)
     shrink_factor: int = option(2, "attention on a map this much smaller, as PSANet does",
                                 low=0, low_open=True)
+    eval_base_size: int = option(512, "at test time the longer side is resized to this "
+                                 "before the sliding crops, and the scores back (semseg's "
+                                 "base_size, one scale); 0: the image as it is", low=0)
     eval_flip: bool = option(True, "average with the mirrored image at test time, as semseg "
                              "does")
     train_split: str = option("train", "ImageSets/Segmentation split to train on")
@@ -175,6 +179,7 @@ class SegmentConfig(Config):
             "batch_size": 8,
             "lr": 0.01,
             "crop_size": 65,
+            "eval_base_size": 70,  # semseg's 512 for 465, in proportion
             "workers": 0,
         },
         "quick": {
@@ -186,6 +191,7 @@ class SegmentConfig(Config):
             "scale_min": 0.75,
             "scale_max": 1.25,
             "shrink_factor": 1,
+            "eval_base_size": 36,
             "eval_flip": False,
             "workers": 0,
         },
@@ -196,5 +202,5 @@ class SegmentConfig(Config):
             raise CondPretrainError("--scale-min must not exceed --scale-max")
         if (self.crop_size - 1) % 8 != 0:
             raise CondPretrainError(
-                f"--crop-size must be 8k+1 (e.g. 473, 33) so the stride-8 feature map aligns, "
+                f"--crop-size must be 8k+1 (e.g. 465, 33) so the stride-8 feature map aligns, "
                 f"got {self.crop_size}")

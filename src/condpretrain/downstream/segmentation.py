@@ -9,8 +9,9 @@ weight 0.4); SGD with the poly schedule, the new layers at 10x the learning rate
 
 ``segment(voc, out, config)`` (the registered task ``segment``, see
 :mod:`condpretrain.downstream.task`) trains on ``train`` and reports mIoU / mAcc / allAcc on
-``val`` (the paper's ``test`` masks are not public), predicting with crops of the
-training size slid over each image, plus a horizontal flip, as the semseg code does.
+``val`` (the paper's ``test`` masks are not public), predicting as semseg's test does: the
+image resized to a longer side of 512, crops of the training size slid over it, each also
+seen flipped, the scores resized back.
 """
 
 from __future__ import annotations
@@ -216,36 +217,63 @@ def param_groups(model: PSANet, lr: float, head_lr_mult: float) -> list[dict[str
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, image: torch.Tensor, crop: int, device: torch.device,
-                   amp: bool, flip: bool = True) -> torch.Tensor:
-    """(classes, H, W) scores of one normalised (3, H, W) image: crops of the training
-    size slid with 2/3 overlap stride (padding small images with the mean colour), their
-    softmax averaged, each crop also seen flipped."""
+                   amp: bool, flip: bool = True, base_size: int = 0) -> torch.Tensor:
+    """(classes, H, W) scores of one normalised (3, H, W) image, as semseg's single-scale
+    test: the image resized so that its longer side is ``base_size`` (0: as it is), crops
+    of the training size slid over it (:func:`slide_crops`), the scores resized back."""
+    h, w = image.shape[-2:]
+    image = image.to(device)
+    if base_size:
+        image = resize_longer_side(image, base_size)
+    scores = slide_crops(model, image, crop, device, amp, flip)
+    if scores.shape[-2:] != (h, w):
+        scores = F.interpolate(scores[None], size=(h, w), mode="bilinear",
+                               align_corners=False)[0]
+    return scores
+
+
+def resize_longer_side(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear (OpenCV's INTER_LINEAR: no antialiasing) to a longer side of ``size``,
+    the shorter one rounded in proportion, as semseg's test does at scale 1."""
+    h, w = image.shape[-2:]
+    new = (size, round(size / h * w)) if h > w else (round(size / w * h), size)
+    if new == (h, w):
+        return image
+    return F.interpolate(image[None], size=new, mode="bilinear", align_corners=False)[0]
+
+
+def slide_crops(model: nn.Module, image: torch.Tensor, crop: int, device: torch.device,
+                amp: bool, flip: bool = True) -> torch.Tensor:
+    """Crops of ``crop`` slid with a 2/3 stride over ``image`` (centred padding with the
+    mean colour where it is smaller, as semseg's ``scale_process``), their softmax
+    averaged, each crop also seen flipped."""
     _, h, w = image.shape
     pad_h, pad_w = max(crop - h, 0), max(crop - w, 0)
-    padded = F.pad(image, (0, pad_w, 0, pad_h), value=0.0).to(device)
+    top, left = pad_h // 2, pad_w // 2
+    padded = F.pad(image, (left, pad_w - left, top, pad_h - top), value=0.0)
     ph, pw = padded.shape[-2:]
     stride = max(1, math.ceil(crop * 2 / 3))
     rows = max(math.ceil((ph - crop) / stride), 0) + 1
     cols = max(math.ceil((pw - crop) / stride), 0) + 1
     total = counts = None
     for r, c in itertools.product(range(rows), range(cols)):
-        top, left = min(r * stride, ph - crop), min(c * stride, pw - crop)
-        window = padded[None, :, top:top + crop, left:left + crop]
+        y, x = min(r * stride, ph - crop), min(c * stride, pw - crop)
+        window = padded[None, :, y:y + crop, x:x + crop]
         with autocast(device, amp):
             scores = model(window).float().softmax(1)
             if flip:
-                scores = scores + model(window.flip(-1)).float().softmax(1).flip(-1)
+                scores = (scores + model(window.flip(-1)).float().softmax(1).flip(-1)) / 2
         if total is None:
             total = torch.zeros(scores.shape[1], ph, pw, device=device)
             counts = torch.zeros(1, ph, pw, device=device)
-        total[:, top:top + crop, left:left + crop] += scores[0]
-        counts[:, top:top + crop, left:left + crop] += 1
-    return (total / counts)[:, :h, :w]
+        total[:, y:y + crop, x:x + crop] += scores[0]
+        counts[:, y:y + crop, x:x + crop] += 1
+    return (total / counts)[:, top:top + h, left:left + w]
 
 
 def evaluate(model: nn.Module, dataset: SegmentationDataset, ctx: DistContext,
              device: torch.device, amp: bool, crop: int, workers: int,
-             flip: bool = True) -> dict[str, Any] | None:
+             flip: bool = True, base_size: int = 0) -> dict[str, Any] | None:
     """Confusion matrix over the split (shards per process, summed on rank 0)."""
     net = unwrap(model)
     net.eval()
@@ -253,7 +281,8 @@ def evaluate(model: nn.Module, dataset: SegmentationDataset, ctx: DistContext,
     loader = DataLoader(Subset(dataset, indices), batch_size=1, num_workers=workers)
     conf = torch.zeros(SEG_CLASSES, SEG_CLASSES, dtype=torch.int64)
     for image, mask in progress(loader, total=len(loader), desc="segment val", unit="img"):
-        pred = predict_logits(net, image[0], crop, device, amp, flip).argmax(0).cpu()
+        pred = predict_logits(net, image[0], crop, device, amp, flip,
+                              base_size).argmax(0).cpu()
         conf += confusion_matrix(pred, mask[0], SEG_CLASSES, IGNORE_INDEX)
     net.train()
     parts = gather(conf, ctx)
@@ -309,7 +338,7 @@ class Segmentation(DownstreamTask[tuple[Path, Path]]):
         config = self.config
         test_set = SegmentationDataset(items, train=False, crop_size=config.crop_size)
         return evaluate(model, test_set, ctx, device, config.amp, config.crop_size,
-                        config.workers, config.eval_flip)
+                        config.workers, config.eval_flip, config.eval_base_size)
 
     def result_fields(self, schedule: Schedule) -> dict[str, Any]:
         return {"epochs": self.config.epochs, "iterations": schedule.iterations}
@@ -328,4 +357,5 @@ def segment(voc: str | Path, out: str | Path, config: SegmentConfig | None = Non
 
 
 __all__ = ["Segmentation", "PSANet", "PointwiseSpatialAttention", "build_psanet",
-           "dilate_resnet", "psa_attention", "predict_logits", "poly", "segment"]
+           "dilate_resnet", "psa_attention", "predict_logits", "resize_longer_side",
+           "slide_crops", "poly", "segment"]
