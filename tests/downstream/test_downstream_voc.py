@@ -68,3 +68,44 @@ def test_segmentation_crops_keep_255(tiny_voc: Path):
     image, mask = SegmentationDataset(pairs, train=True, crop_size=57)[0]  # larger than 48
     assert image.shape == (3, 57, 57) and mask.shape == (57, 57)
     assert (mask == 255).any() and set(mask.unique().tolist()) <= {0, 7, 12, 255}
+
+
+def test_images_are_checked_against_their_annotations_up_front(tiny_voc: Path):
+    image = tiny_voc / "JPEGImages" / "000004.jpg"
+    Image.new("RGB", (96, 96)).save(image)  # resized after annotating (48 x 48)
+    with pytest.raises(CondPretrainError, match="says 48x48, but 000004.jpg is 96x96") as info:
+        load_detection_split(tiny_voc, "trainval")
+    assert str(tiny_voc / "Annotations" / "000004.xml") in str(info.value)
+    image.write_bytes(b"not a picture")
+    with pytest.raises(CondPretrainError, match="unreadable image") as info:
+        load_detection_split(tiny_voc, "trainval")
+    assert str(image) in str(info.value)
+
+
+def test_masks_are_checked_when_the_split_is_read(tiny_voc: Path):
+    mask = tiny_voc / "SegmentationClass" / "000005.png"
+    bad = np.zeros((48, 48), np.uint8)
+    bad[3, 3] = 40
+    Image.fromarray(bad, "L").save(mask)
+    with pytest.raises(CondPretrainError, match="unknown class index 40") as info:
+        load_segmentation_split(tiny_voc, "train")
+    assert str(mask) in str(info.value)
+    Image.fromarray(np.zeros((40, 48), np.uint8), "L").save(mask)
+    with pytest.raises(CondPretrainError, match="mask is 48x40, image is 48x48"):
+        load_segmentation_split(tiny_voc, "train")
+
+
+def test_a_broken_image_met_in_a_loader_worker_is_one_line(tiny_voc: Path, tmp_path: Path,
+                                                           capsys):
+    from condpretrain.cli import main
+
+    image = tiny_voc / "JPEGImages" / "000005.jpg"  # the header stays, the pixels are cut
+    image.write_bytes(image.read_bytes()[:200])
+    code = main(["detect", "--voc", str(tiny_voc), "--out", str(tmp_path / "det"),
+                 "--preset", "quick", "--iterations", "6", "--workers", "1",
+                 "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    # Pillow's own words for the cut vary by version; the worker's traceback must not show
+    assert err[-1].startswith(f"condpretrain detect: error: {image}: unreadable image (")
+    assert "Traceback" not in err[-1] and "DataLoader" not in err[-1]

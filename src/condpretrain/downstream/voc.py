@@ -6,8 +6,9 @@
                      /ImageSets/Segmentation/<split>.txt
                      /SegmentationClass/<id>.png    palette PNG, 0..20, 255 = ignore
 
-Annotations are parsed and checked up front (a bad file fails the run before any
-training, naming the file); masks are checked as they are read.
+Annotations, image headers (their sizes against the annotations) and masks are read and
+checked up front: a bad file fails the run before any training, naming the file. An image
+whose pixels are broken past its header fails when it is first decoded, on one line.
 """
 
 from __future__ import annotations
@@ -124,7 +125,9 @@ def load_segmentation_split(root: str | Path, split: str) -> list[tuple[Path, Pa
         mask = root / "SegmentationClass" / f"{image_id}.png"
         if not mask.is_file():
             raise CondPretrainError(f"{mask}: mask not found (listed in the {split} split)")
-        pairs.append((image_path(root, image_id), mask))
+        image = image_path(root, image_id)
+        read_mask(mask, image_size(image))  # checked now, not when an epoch reaches it
+        pairs.append((image, mask))
     return pairs
 
 
@@ -133,7 +136,7 @@ def read_rgb(path: Path) -> Image.Image:
     try:
         with Image.open(path) as image:
             return image.convert("RGB")
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise CondPretrainError(f"{path}: unreadable image ({exc})") from None
 
 
@@ -145,7 +148,7 @@ def read_mask(path: Path, size: tuple[int, int], num_classes: int = SEG_CLASSES)
                 raise CondPretrainError(f"{path}: mask must be a palette or greyscale PNG, "
                                         f"got mode {image.mode}")
             mask = np.array(image, dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise CondPretrainError(f"{path}: unreadable mask ({exc})") from None
     if mask.shape != (size[1], size[0]):
         raise CondPretrainError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, "
@@ -189,18 +192,29 @@ def _to_tensor(image: Image.Image) -> torch.Tensor:
 
 
 def _image_size(tree: ET.Element, path: Path, xml_path: Path) -> tuple[int, int]:
+    """The image's size from its header (read now, so a missing or broken file fails
+    the run before training), checked against the annotation's <size>: boxes are in the
+    annotated pixel grid, and a resized image would silently misplace every box."""
     try:
         width = int(float(tree.findtext("size/width") or 0))
         height = int(float(tree.findtext("size/height") or 0))
     except ValueError:
         raise CondPretrainError(f"{xml_path}: <size> is not a number") from None
-    if width <= 0 or height <= 0:  # some tools write 0 sizes: trust the image header
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-        except OSError as exc:
-            raise CondPretrainError(f"{path}: unreadable image ({exc})") from None
-    return width, height
+    actual = image_size(path)
+    # some tools write 0 sizes: the header is then the only size there is
+    if width > 0 and height > 0 and (width, height) != actual:
+        raise CondPretrainError(f"{xml_path}: <size> says {width}x{height}, but {path.name} is "
+                                f"{actual[0]}x{actual[1]} (resized after annotating?)")
+    return actual
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header alone (no pixels decoded)."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise CondPretrainError(f"{path}: unreadable image ({exc})") from None
 
 
 def _box(obj: ET.Element, xml_path: Path) -> tuple[float, float, float, float]:
