@@ -8,12 +8,14 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
 from condpretrain.cli import main
 from condpretrain.config import DetectConfig, build_config
-from condpretrain.dist import unwrap
-from condpretrain.downstream.detection import Detection, DetectionStep
+from condpretrain.dist import DistContext, unwrap
+from condpretrain.downstream.detection import Detection, DetectionStep, build_detector, predict
 from condpretrain.downstream.voc import load_detection_split
 
 
@@ -138,3 +140,38 @@ def test_a_run_killed_before_testing_resumes_to_the_same_statistics(
     resumed = _run(tiny_voc, tmp_path / "killed", seen, ["--precise-bn", "4", "--resume"])
     assert resumed["var"].equal(whole["var"]) and resumed["mean"].equal(whole["mean"])
     assert resumed["result"]["AP50"] == whole["result"]["AP50"]
+
+
+def test_a_test_batch_mixing_sizes_changes_what_the_smaller_image_gives():
+    # why test batches are formed by size: eval-mode BN turns the zero padding of a
+    # batch into features that the smaller image's borders see
+    torch.manual_seed(0)
+    model = build_detector(build_config(DetectConfig, preset="quick")).eval()
+    image, same, wider = torch.rand(3, 48, 48), torch.rand(3, 48, 48), torch.rand(3, 48, 80)
+
+    def features(batch: list[torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            return model.backbone(model.transform(batch)[0].tensors)[0]
+
+    alone = features([image])
+    torch.testing.assert_close(features([image, same])[..., :alone.shape[-1]], alone,
+                               atol=1e-5, rtol=0)
+    assert (features([image, wider])[..., :alone.shape[-1]] - alone).abs().max() > 1e-3
+
+
+def test_test_images_are_batched_by_size(mixed_voc: Path, monkeypatch):
+    widen(mixed_voc, ["000006", "000008"], 72)  # test images: 2 landscape, 2 square
+    items = load_detection_split(mixed_voc, "test")
+    assert [i.width for i in items] == [72, 48, 72, 48]  # in the split's order pairs mix
+    batches: list[set] = []
+    original = GeneralizedRCNN.forward
+
+    def spy(self, images, targets=None):
+        batches.append({tuple(im.shape[-2:]) for im in images})
+        return original(self, images, targets)
+
+    monkeypatch.setattr(GeneralizedRCNN, "forward", spy)
+    model = build_detector(build_config(DetectConfig, preset="quick"))
+    found = predict(model, items, DistContext(), torch.device("cpu"), False, 2, 0, 48)
+    assert batches == [{(48, 48)}, {(48, 72)}]
+    assert len(found) == 4  # still in the split's order (checked by test_trains_on_...)

@@ -190,12 +190,18 @@ def predict(model: GeneralizedRCNN, items: list[VocImage], ctx: DistContext,
             device: torch.device, amp: bool, batch_size: int, workers: int,
             min_size: int) -> list[Detections] | None:
     """Detections for ``items`` in order (on rank 0; None elsewhere). Each process
-    predicts every world_size-th image; results meet on rank 0."""
+    predicts every world_size-th image; results meet on rank 0.
+
+    Detectron2 tests one image at a time. A batch is padded to its largest image, and in
+    eval mode BatchNorm turns that padding into non-zero features that the borders of the
+    smaller images then see: so the images are batched by size (as far as they go), and
+    a batch of one size gives what one image at a time gives."""
     net = unwrap(model)
     train_sizes = net.transform.min_size
     _set_min_size(net, (min_size,))
     net.eval()
-    indices = list(range(ctx.rank, len(items), ctx.world_size))
+    indices = sorted(range(ctx.rank, len(items), ctx.world_size),
+                     key=lambda i: (items[i].width, items[i].height, i))
     loader = DataLoader(Subset(DetectionDataset(items, train=False), indices),
                         batch_size=batch_size, num_workers=workers,
                         collate_fn=detection_collate)
