@@ -61,3 +61,14 @@ def test_padding_is_centred_and_cut_away_again():
     assert scores.shape == (2, 5, 4)
     assert (scores[0] > 0.9).all()
     torch.testing.assert_close(scores.sum(0), torch.ones(5, 4))  # flip averaged, not summed
+
+
+def test_the_mirrored_crop_rides_in_the_same_forward_and_is_mirrored_back():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Conv2d(4, 3, 3, padding=1)).eval()
+    image, cpu = torch.rand(3, 12, 15), torch.device("cpu")
+    both = slide_crops(model, image, 9, cpu, amp=False, flip=True)
+    plain = slide_crops(model, image, 9, cpu, amp=False, flip=False)
+    mirrored = slide_crops(model, image.flip(-1), 9, cpu, amp=False, flip=False).flip(-1)
+    torch.testing.assert_close(both, (plain + mirrored) / 2, atol=1e-6, rtol=0)

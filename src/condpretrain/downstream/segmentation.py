@@ -259,10 +259,12 @@ def slide_crops(model: nn.Module, image: torch.Tensor, crop: int, device: torch.
     for r, c in itertools.product(range(rows), range(cols)):
         y, x = min(r * stride, ph - crop), min(c * stride, pw - crop)
         window = padded[None, :, y:y + crop, x:x + crop]
+        if flip:  # one forward for both, as semseg (eval-mode BN: each image on its own)
+            window = torch.cat([window, window.flip(-1)])
         with autocast(device, amp):
             scores = model(window).float().softmax(1)
-            if flip:
-                scores = (scores + model(window.flip(-1)).float().softmax(1).flip(-1)) / 2
+        if flip:
+            scores = (scores[:1] + scores[1:].flip(-1)) / 2
         if total is None:
             total = torch.zeros(scores.shape[1], ph, pw, device=device)
             counts = torch.zeros(1, ph, pw, device=device)
