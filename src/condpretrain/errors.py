@@ -18,10 +18,11 @@ class CondPretrainError(Exception):
         super().__init__(*args)
 
     def _worker_message(self, text: str) -> str:
-        """The message alone of one raised in a DataLoader worker: the main process
-        re-raises it as ``type(text)`` where ``text`` is "Caught X in DataLoader worker
-        process N. Original Traceback ..." and ends with the worker's line "module.X:
-        message" (a bad VOC image met mid-training would otherwise print a traceback)."""
+        """The message alone of an error X raised in a DataLoader worker: the main
+        process re-raises it as ``X(text)``, where ``text`` is "Caught X in DataLoader
+        worker process N. Original Traceback ..." and ends with the worker's line
+        "module.X: message" (a bad VOC image met mid-training would otherwise print the
+        worker's traceback)."""
         if not text.startswith("Caught ") or "\nOriginal Traceback" not in text:
             return text
         marker = f"\n{type(self).__module__}.{type(self).__qualname__}: "
