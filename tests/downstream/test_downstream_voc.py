@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from vocgen import annotation_xml
 
@@ -27,6 +28,7 @@ def test_boxes_are_zero_based_and_dataset_yields_targets(tiny_voc: Path):
     assert item.boxes.tolist() == [[0, 1, 10, 20]] and item.labels.tolist() == [7]
     image, target = DetectionDataset([item], train=False)[0]
     assert image.shape == (3, 48, 48) and target["boxes"].shape == (1, 4)
+    assert image.dtype == torch.uint8  # made float on the device (a quarter to copy)
 
 
 @pytest.mark.parametrize("objects, message", [

@@ -159,6 +159,12 @@ def _set_min_size(model: GeneralizedRCNN, sizes: tuple[int, ...]) -> None:
     model.transform.min_size = tuple(sizes)
 
 
+def to_model_input(images: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """uint8 images -> float in [0, 1] on ``device`` (the detector's transform normalises
+    and resizes them there)."""
+    return [im.to(device, non_blocking=True).float().div_(255) for im in images]
+
+
 @dataclass
 class DetectionStep:
     """Faster R-CNN's summed losses on a batch of (images, targets); the parts are logged."""
@@ -167,7 +173,7 @@ class DetectionStep:
 
     def training_step(self, batch: Any, device: torch.device) -> StepOutput:
         images, targets = batch
-        images = [im.to(device, non_blocking=True) for im in images]
+        images = to_model_input(images, device)
         targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
         losses = self.model(images, targets)
         return StepOutput(sum(losses.values()), len(images), parts=losses)
@@ -209,7 +215,7 @@ def predict(model: GeneralizedRCNN, items: list[VocImage], ctx: DistContext,
     position = iter(indices)
     for images, _ in progress(loader, total=len(loader), desc="detect test", unit="batch"):
         with autocast(device, amp):
-            outputs = net([im.to(device, non_blocking=True) for im in images])
+            outputs = net(to_model_input(images, device))
         for out in outputs:
             found[next(position)] = Detections(out["boxes"].float().cpu().numpy(),
                                                out["scores"].float().cpu().numpy(),

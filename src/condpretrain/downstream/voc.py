@@ -161,7 +161,9 @@ def read_mask(path: Path, size: tuple[int, int], num_classes: int = SEG_CLASSES)
 
 
 class DetectionDataset(Dataset):
-    """(image tensor in [0, 1], target dict) pairs; torchvision's detector resizes."""
+    """(uint8 image tensor, target dict) pairs: the detector's step makes the image float
+    on the device (:func:`~condpretrain.downstream.detection.to_model_input`: a quarter of
+    the bytes to pin and copy) and torchvision's transform resizes it."""
 
     def __init__(self, items: list[VocImage], train: bool) -> None:
         self.items = items
@@ -172,7 +174,7 @@ class DetectionDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         item = self.items[index]
-        image = _to_tensor(read_rgb(item.image_path))
+        image = _to_uint8(read_rgb(item.image_path))
         boxes = torch.from_numpy(item.boxes.copy())
         if self.train and torch.rand(()) < 0.5:  # horizontal flip, the only augmentation
             image = image.flip(-1)
@@ -186,9 +188,12 @@ def detection_collate(batch: list) -> tuple[list, list]:
     return list(images), list(targets)
 
 
+def _to_uint8(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
 def _to_tensor(image: Image.Image) -> torch.Tensor:
-    array = np.asarray(image, dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255)
+    return _to_uint8(image).float().div_(255)
 
 
 def _image_size(tree: ET.Element, path: Path, xml_path: Path) -> tuple[int, int]:
