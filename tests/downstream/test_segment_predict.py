@@ -23,7 +23,7 @@ class Brightness(nn.Module):
         self.seen: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.windows.append(tuple(x.shape[-2:]))
+        self.windows += [tuple(x.shape[-2:])] * len(x)
         self.seen.append(x[0, 0].clone())
         return torch.cat([4 * x[:, :1], torch.zeros_like(x[:, :1])], 1)
 
@@ -72,3 +72,14 @@ def test_the_mirrored_crop_rides_in_the_same_forward_and_is_mirrored_back():
     plain = slide_crops(model, image, 9, cpu, amp=False, flip=False)
     mirrored = slide_crops(model, image.flip(-1), 9, cpu, amp=False, flip=False).flip(-1)
     torch.testing.assert_close(both, (plain + mirrored) / 2, atol=1e-6, rtol=0)
+
+
+def test_crops_batched_together_score_as_one_at_a_time():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Conv2d(4, 3, 3, padding=1)).eval()
+    image, cpu = torch.rand(3, 20, 26), torch.device("cpu")  # 3 x 4 crops of 9
+    one = slide_crops(model, image, 9, cpu, amp=False, flip=True, windows_per_forward=1)
+    for per_forward in (3, 12):
+        batched = slide_crops(model, image, 9, cpu, False, True, per_forward)
+        torch.testing.assert_close(batched, one, atol=1e-6, rtol=0)

@@ -243,10 +243,12 @@ def resize_longer_side(image: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def slide_crops(model: nn.Module, image: torch.Tensor, crop: int, device: torch.device,
-                amp: bool, flip: bool = True) -> torch.Tensor:
+                amp: bool, flip: bool = True, windows_per_forward: int = 4) -> torch.Tensor:
     """Crops of ``crop`` slid with a 2/3 stride over ``image`` (centred padding with the
     mean colour where it is smaller, as semseg's ``scale_process``), their softmax
-    averaged, each crop also seen flipped."""
+    averaged, each crop also seen mirrored. Up to ``windows_per_forward`` crops (and
+    their mirror images) go through one forward, where semseg runs a crop and its mirror
+    at a time: eval-mode BN sees each image on its own, so only the launches change."""
     _, h, w = image.shape
     pad_h, pad_w = max(crop - h, 0), max(crop - w, 0)
     top, left = pad_h // 2, pad_w // 2
@@ -255,21 +257,24 @@ def slide_crops(model: nn.Module, image: torch.Tensor, crop: int, device: torch.
     stride = max(1, math.ceil(crop * 2 / 3))
     rows = max(math.ceil((ph - crop) / stride), 0) + 1
     cols = max(math.ceil((pw - crop) / stride), 0) + 1
+    corners = [(min(r * stride, ph - crop), min(c * stride, pw - crop))
+               for r, c in itertools.product(range(rows), range(cols))]
     total = counts = None
-    for r, c in itertools.product(range(rows), range(cols)):
-        y, x = min(r * stride, ph - crop), min(c * stride, pw - crop)
-        window = padded[None, :, y:y + crop, x:x + crop]
-        if flip:  # one forward for both, as semseg (eval-mode BN: each image on its own)
-            window = torch.cat([window, window.flip(-1)])
-        with autocast(device, amp):
-            scores = model(window).float().softmax(1)
+    for start in range(0, len(corners), windows_per_forward):
+        chunk = corners[start:start + windows_per_forward]
+        windows = torch.stack([padded[:, y:y + crop, x:x + crop] for y, x in chunk])
         if flip:
-            scores = (scores[:1] + scores[1:].flip(-1)) / 2
+            windows = torch.cat([windows, windows.flip(-1)])
+        with autocast(device, amp):
+            scores = model(windows).float().softmax(1)
+        if flip:
+            scores = (scores[:len(chunk)] + scores[len(chunk):].flip(-1)) / 2
         if total is None:
             total = torch.zeros(scores.shape[1], ph, pw, device=device)
             counts = torch.zeros(1, ph, pw, device=device)
-        total[:, y:y + crop, x:x + crop] += scores[0]
-        counts[:, y:y + crop, x:x + crop] += 1
+        for (y, x), window_scores in zip(chunk, scores, strict=True):
+            total[:, y:y + crop, x:x + crop] += window_scores
+            counts[:, y:y + crop, x:x + crop] += 1
     return (total / counts)[:, top:top + h, left:left + w]
 
 
