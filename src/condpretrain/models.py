@@ -71,6 +71,13 @@ def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return extract_backbone(state, "state_dict")
 
 
+def save_state_dict(model: nn.Module, path: str | Path) -> None:
+    """``model``'s whole ``state_dict`` (on the CPU), atomically: what ``load_state_dict``
+    of the same architecture reads back."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic.save_with(path, lambda handle: torch.save(state, handle))
+
+
 def save_backbone(model: nn.Module, path: str | Path) -> None:
     state = clean_state_dict(model.state_dict())
     atomic.save_with(path, lambda handle: torch.save(state, handle))

@@ -175,3 +175,15 @@ def test_test_images_are_batched_by_size(mixed_voc: Path, monkeypatch):
     found = predict(model, items, DistContext(), torch.device("cpu"), False, 2, 0, 48)
     assert batches == [{(48, 48)}, {(48, 72)}]
     assert len(found) == 4  # still in the split's order (checked by test_trains_on_...)
+
+
+def test_the_tested_model_is_saved_with_its_precise_statistics(tiny_voc: Path, tmp_path: Path,
+                                                               test_time_statistics):
+    run = _run(tiny_voc, tmp_path / "det", test_time_statistics, ["--precise-bn", "4"])
+    final = torch.load(tmp_path / "det" / "model_final.pt", weights_only=True)
+    assert final["backbone.1.running_var"].equal(run["var"])  # what the test saw
+    checkpoint = torch.load(tmp_path / "det" / "checkpoint.pt", weights_only=False)
+    trained = checkpoint["model"]["backbone.1.running_var"]
+    assert not trained.equal(run["var"])  # the checkpoint keeps training's statistics
+    detector = build_detector(build_config(DetectConfig, preset="quick"))
+    detector.load_state_dict(final)  # a plain state_dict of the same detector

@@ -5,7 +5,8 @@ reads its splits, builds its model and parameter groups, names its lr schedule (
 LambdaLR stepped per iteration), turns a batch into a loss and scores the trained model
 on the test split. :meth:`DownstreamTask.run` does the rest on the one training loop
 (``train.loop``): torchrun's group, the run folder (config.yaml, metrics.jsonl, run.json,
-checkpoint.pt, result.json), seeding, the resumable sampler, AMP, checkpoints and resume.
+checkpoint.pt, model_final.pt, result.json), seeding, the resumable sampler, AMP,
+checkpoints and resume.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from condpretrain.device import autocast, device_kind, prepare_model, seed_every
 from condpretrain.dist import DistContext, distributed, gather, unwrap, wrap_ddp
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
+from condpretrain.models import save_state_dict
 from condpretrain.registry import DOWNSTREAM_TASKS, LAST
 from condpretrain.train.batchnorm import precise_batchnorm
 from condpretrain.train.common import open_run
@@ -35,6 +37,9 @@ from condpretrain.train.loop import Recorder, Schedule, Trainer, TrainTask, rest
 from condpretrain.train.run import CostMeter, RunDir
 
 log = get_logger(__name__)
+
+# The trained model as tested (precise BN statistics included): a plain state_dict.
+FINAL_MODEL_FILE = "model_final.pt"
 
 Item = TypeVar("Item")
 
@@ -164,6 +169,8 @@ class DownstreamTask(Generic[Item]):
                                       checkpoint_seconds=config.checkpoint_minutes * 60))
         precise = self._precise_bn(trainer.task.model, loader, schedule, ctx, device)
         cost.add_flops(precise * config.batch_size, 1.0)
+        if ctx.is_main:  # the model the test scores, as Detectron2's model_final.pth
+            save_state_dict(unwrap(trainer.task.model), run.file(FINAL_MODEL_FILE))
         scores = self.evaluate(trainer.task.model, test_items, ctx, device)
         result: dict[str, Any] = {}
         if ctx.is_main and scores is not None:

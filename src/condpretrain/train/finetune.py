@@ -25,7 +25,13 @@ from condpretrain.device import compile_model, device_kind, prepare_model, seed_
 from condpretrain.dist import DistContext, all_reduce_sum, distributed, unwrap, wrap_ddp
 from condpretrain.errors import CondPretrainError
 from condpretrain.log import get_logger
-from condpretrain.models import build_resnet, flops_per_image, load_backbone, save_backbone
+from condpretrain.models import (
+    build_resnet,
+    flops_per_image,
+    load_backbone,
+    save_backbone,
+    save_state_dict,
+)
 from condpretrain.train import common
 from condpretrain.train.common import RunResult
 from condpretrain.train.data import (
@@ -136,7 +142,7 @@ def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool,
 
     def save_best() -> None:
         if ctx.is_main:
-            _save_model(model, run.file(BEST_FILE))
+            save_state_dict(unwrap(model), run.file(BEST_FILE))
             atomic.link_or_copy(run.file(BEST_FILE), run.file(OLD_BEST_FILE))
 
     best = Best("top1", save_best, resumed.best)
@@ -164,7 +170,7 @@ def _finetune(target_spec: str, out: Path, config: FinetuneConfig, resume: bool,
                 recorder=Recorder(run, cost, 3.0, info, config.checkpoint_minutes * 60,
                                   best=best, on_line=on_line))
     if ctx.is_main:
-        _save_model(model, run.file(LAST_FILE))
+        save_state_dict(unwrap(model), run.file(LAST_FILE))
         save_backbone(model, run.file(BACKBONE_FILE))
     metrics = run.read_metrics()
     last = metrics[-1] if metrics else {}
@@ -206,10 +212,3 @@ def test_scores(model, loader: Iterable[Any], amp: bool, topk, ctx, device: torc
         scores[f"top{k}"] = round(100.0 * value / seen_all, 4)
     scores["accuracy"] = scores["top1"]
     return scores
-
-
-def _save_model(model: torch.nn.Module, path: Path) -> None:
-    state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
-    atomic.save_with(path, lambda handle: torch.save(state, handle))
-
-
