@@ -28,6 +28,13 @@ class Brightness(nn.Module):
         return torch.cat([4 * x[:, :1], torch.zeros_like(x[:, :1])], 1)
 
 
+def conv_bn_net(seed: int) -> nn.Module:
+    """A small segmenter in eval mode whose output depends on each pixel's neighbours."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.Conv2d(4, 3, 3, padding=1)).eval()
+
+
 def test_resize_longer_side_as_semseg():
     assert resize_longer_side(torch.rand(3, 40, 30), 20).shape[-2:] == (20, 15)
     assert resize_longer_side(torch.rand(3, 30, 45), 20).shape[-2:] == (13, 20)
@@ -64,9 +71,7 @@ def test_padding_is_centred_and_cut_away_again():
 
 
 def test_the_mirrored_crop_rides_in_the_same_forward_and_is_mirrored_back():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                          nn.Conv2d(4, 3, 3, padding=1)).eval()
+    model = conv_bn_net(seed=0)
     image, cpu = torch.rand(3, 12, 15), torch.device("cpu")
     both = slide_crops(model, image, 9, cpu, amp=False, flip=True)
     plain = slide_crops(model, image, 9, cpu, amp=False, flip=False)
@@ -75,9 +80,7 @@ def test_the_mirrored_crop_rides_in_the_same_forward_and_is_mirrored_back():
 
 
 def test_crops_batched_together_score_as_one_at_a_time():
-    torch.manual_seed(1)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                          nn.Conv2d(4, 3, 3, padding=1)).eval()
+    model = conv_bn_net(seed=1)
     image, cpu = torch.rand(3, 20, 26), torch.device("cpu")  # 3 x 4 crops of 9
     one = slide_crops(model, image, 9, cpu, amp=False, flip=True, windows_per_forward=1)
     for per_forward in (3, 12):
