@@ -1,8 +1,8 @@
 """Every key of the experiment file, walked from the declarations themselves.
 
 For the top-level keys (the fields of ExperimentConfig) and for every option of the
-three sections (select / pretrain / finetune, and a mode's overrides inside the last
-two): the key is reachable, a value out of bounds or of the wrong type is a one-line
+sections (select / pretrain / finetune / detect / segment, and a mode's overrides inside
+all but select): the key is reachable, a value out of bounds or of the wrong type is a one-line
 CondPretrainError naming the key as written and the file, and an option the grid sets
 per cell is refused.
 """
@@ -22,6 +22,7 @@ from condpretrain.config.select import fused_methods
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment import BASELINES, load_experiment
 from condpretrain.experiment.schema import SECTIONS, ExperimentConfig
+from condpretrain.experiment.target_schema import DOWNSTREAM_SECTIONS
 from condpretrain.registry import PRETRAIN_METHODS, SCORERS
 
 BASE = {"pool": "pool", "targets": {"t": "target"}}
@@ -91,8 +92,13 @@ def out_of_bounds(opt: Option) -> list[Any]:
 
 
 def write(tmp_path: Path, data: dict) -> Path:
+    """BASE with ``data``; the options of a downstream task get a target of that task."""
+    base = dict(BASE)
+    for name in DOWNSTREAM_SECTIONS:
+        if name in data:
+            base["targets"] = {**base["targets"], f"voc-{name}": {"path": "voc", "task": name}}
     path = tmp_path / "exp.yaml"
-    path.write_text(yaml.safe_dump({**BASE, **data}))
+    path.write_text(yaml.safe_dump({**base, **data}))
     return path
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from condpretrain.cli.flags import add_config_flags, add_preset_flags, config_from_args
 from condpretrain.downstream import DOWNSTREAM_TASKS
+from condpretrain.downstream.task import run_task
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -39,7 +40,8 @@ def _voc_flag(task: type) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     task = DOWNSTREAM_TASKS[args.task]
-    result = task(args.voc, config_from_args(args, task.config_class)).run(args.out, args.resume)
+    result = run_task(args.task, args.voc, args.out, config_from_args(args, task.config_class),
+                      args.resume)
     # The CLI's one line of output: the headline figures, as JSON for scripts.
     if result:
         print(json.dumps({k: round(float(result[k]), 4) for k in task.metrics if k in result}))

@@ -18,9 +18,11 @@ class DetectConfig(Config):
     """Faster R-CNN R50-C4 on VOC (07+12 trainval -> 07 test), MoCo/Detectron2's VOC
     setting."""
 
-    arch: str = option("resnet50", "backbone architecture")
+    # Grid: an experiment's cell sets the pre-trained backbone and its seed.
+    arch: str = option("resnet50", "backbone architecture", grid=True)
     init: str | None = option(None, "backbone state_dict (from `condpretrain pretrain` or "
-                              "torchvision); random initialisation when unset", metavar="FILE")
+                              "torchvision); random initialisation when unset", metavar="FILE",
+                              grid=True)
     iterations: int = option(24000, "training iterations (~23 epochs of VOC07+12 trainval, "
                              "16,551 images, at batch 16; 77 of VOC07 trainval alone)", low=0,
                              low_open=True)
@@ -70,7 +72,7 @@ class DetectConfig(Config):
     device: str = common.device()
     amp: bool = common.amp()
     deterministic: bool = common.deterministic()
-    seed: int = common.seed()
+    seed: int = common.seed(grid=True)
     checkpoint_minutes: float = common.checkpoint_minutes()
     log_every: int = option(20, "iterations between metrics.jsonl lines", low=0,
                             low_open=True, neutral=True)
@@ -135,9 +137,9 @@ class SegmentConfig(Config):
     evaluation server has them); the default here is ``val``, the usual stand-in.
     """
 
-    arch: str = option("resnet50", "backbone architecture")
+    arch: str = option("resnet50", "backbone architecture", grid=True)
     init: str | None = option(None, "backbone state_dict; random initialisation when unset",
-                              metavar="FILE")
+                              metavar="FILE", grid=True)
     epochs: int = option(100, "training epochs", low=0, low_open=True)
     batch_size: int = option(16, "images per step over all processes", low=0, low_open=True)
     lr: float = option(0.01, "base learning rate (poly schedule)", low=0, low_open=True)
@@ -168,7 +170,7 @@ class SegmentConfig(Config):
     device: str = common.device()
     amp: bool = common.amp()
     deterministic: bool = common.deterministic()
-    seed: int = common.seed()
+    seed: int = common.seed(grid=True)
     checkpoint_minutes: float = common.checkpoint_minutes()
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {

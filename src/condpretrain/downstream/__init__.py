@@ -3,7 +3,7 @@ segmentation (PSANet). Importing this package registers both in ``DOWNSTREAM_TAS
 
 from condpretrain.downstream.detection import Detection, detect
 from condpretrain.downstream.segmentation import Segmentation, segment
-from condpretrain.downstream.task import DOWNSTREAM_TASKS, DownstreamTask
+from condpretrain.downstream.task import DOWNSTREAM_TASKS, DownstreamTask, run_task
 
 __all__ = ["detect", "segment", "Detection", "Segmentation", "DOWNSTREAM_TASKS",
-           "DownstreamTask"]
+           "DownstreamTask", "run_task"]

@@ -307,6 +307,7 @@ class Segmentation(DownstreamTask[tuple[Path, Path]]):
     order = 1
     task = "segmentation"
     metrics = ("mIoU", "mAcc", "allAcc")
+    metrics_percent = False  # fractions, as semseg logs them
     model_name = "PSANet"
     config_class = SegmentConfig
     summary = "PSANet (dilated ResNet-50) on VOC2012: mIoU/mAcc/allAcc on val"

@@ -52,6 +52,8 @@ class DownstreamTask(Generic[Item]):
     order: ClassVar[int] = LAST
     task: ClassVar[str] = ""  # result.json's "task", e.g. "detection"
     metrics: ClassVar[tuple[str, ...]] = ()  # the headline scores in result.json
+    # Their unit in result.json; an experiment's results.csv holds every score in percent.
+    metrics_percent: ClassVar[bool] = True
     model_name: ClassVar[str] = "the model"
     config_class: ClassVar[type]  # the options of its command (flags generated from it)
     summary: ClassVar[str] = ""  # the command's one-line help
@@ -256,6 +258,13 @@ def epoch_batches(loader: EpochLoader, epoch: int, count: int) -> Iterator[Any]:
         epoch += 1
 
 
+def run_task(name: str, voc: str | Path | Sequence[str | Path], out: str | Path, config: Any,
+             resume: bool = False) -> dict[str, Any]:
+    """What the command ``name`` (``detect``, ``segment``...) does: train and test the
+    registered task on ``voc`` into the run folder ``out``; its result."""
+    return DOWNSTREAM_TASKS.get_class(name)(voc, config).run(out, resume)
+
+
 def voc_list(voc: str | Path | Sequence[str | Path], allowed: int | None,
              command: str) -> list[Path]:
     """``--voc`` as a list of folders, checked against how many the task takes."""
@@ -280,4 +289,4 @@ def per_process_batch(batch_size: int, ctx: DistContext) -> int:
     return batch_size // ctx.world_size
 
 
-__all__ = ["DOWNSTREAM_TASKS", "DownstreamTask", "per_process_batch", "voc_list"]
+__all__ = ["DOWNSTREAM_TASKS", "DownstreamTask", "per_process_batch", "run_task", "voc_list"]

@@ -11,7 +11,8 @@ by exactly what it depends on, so sharing is a matter of two cells naming one fo
 * the entire-pool pre-training does not depend on the target: one run per
   (mode, resolution, seed) serves every target;
 * a subset pre-training (target, method, budget, resolution, mode, seed) serves only
-  its own cell, except that of a mixed target (``{mix: {cars: 0.5, birds: 0.5}}``):
+  its own cell (fine-tuned, or trained on by a downstream task: ``Cell.task``), except
+  that of a mixed target (``{mix: {cars: 0.5, birds: 0.5}}``):
   its one subset, merged from its parts' saved scores, is pre-trained on once and
   fine-tuned on each part, a row per part (``subset_for`` names the mix).
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 from condpretrain.config.select import FEATURES_MARK, fused_methods, method_and_features
 from condpretrain.experiment.results import ENTIRE_POOL, RANDOM_INIT, budget_key, budget_label
 from condpretrain.experiment.schema import ExperimentConfig
+from condpretrain.experiment.target_schema import FINETUNE_TASK
 
 # What a method's features may show as in a folder name; anything else (a path) is hashed.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9._+=-]+")
@@ -42,6 +44,9 @@ class Cell:
     method: str
     seed: int
     subset_for: str = ""  # the mixed target whose subset it pre-trains on, if any
+    # The command that trains on the target: finetune, or a downstream task (detect...).
+    # Not part of the row key: a target has one task.
+    task: str = FINETUNE_TASK
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -77,7 +82,8 @@ def _mixed_cells(config: ExperimentConfig, mix: str, mode: str, seed: int) -> li
     """A mix's cells: no baselines (its parts have theirs), a row per part of each
     subset; the parts of one subset next to each other (one pre-training serves them)."""
     parts = config.mix_of(mix) or {}
-    return [Cell(part, mode, res, budget, method, seed, subset_for=mix)
+    return [Cell(part, mode, res, budget, method, seed, subset_for=mix,
+                 task=config.target_task(part))
             for res in config.resolutions for budget in sorted(config.budgets)
             for method in config.methods for part in parts]
 
@@ -91,15 +97,16 @@ def mixes_of(config: ExperimentConfig) -> dict[str, list[str]]:
 def _cells_of(config: ExperimentConfig, target: str, mode: str, seed: int) -> list[Cell]:
     if config.mix_of(target) is not None:
         return _mixed_cells(config, target, mode, seed)
+    task = config.target_task(target)
     found = []
     if RANDOM_INIT in config.baselines:
-        found.append(Cell(target, mode, 0, 0.0, RANDOM_INIT, seed))
+        found.append(Cell(target, mode, 0, 0.0, RANDOM_INIT, seed, task=task))
     for res in config.resolutions:
         if ENTIRE_POOL in config.baselines:
-            found.append(Cell(target, mode, res, 1.0, ENTIRE_POOL, seed))
+            found.append(Cell(target, mode, res, 1.0, ENTIRE_POOL, seed, task=task))
         for budget in sorted(config.budgets):
             for method in config.methods:
-                found.append(Cell(target, mode, res, budget, method, seed))
+                found.append(Cell(target, mode, res, budget, method, seed, task=task))
     return found
 
 
@@ -156,7 +163,9 @@ class Layout:
             f"{method_folder(cell.method)}-b{_percent_key(cell.budget)}" / f"seed{cell.seed}"
 
     def finetune_dir(self, cell: Cell) -> Path:
-        where = self.out / "finetune" / cell.target
+        """Where the target's training runs: ``OUT/finetune/...`` for a classification
+        target, ``OUT/detect/...`` or ``OUT/segment/...`` for a downstream one."""
+        where = self.out / cell.task / cell.target
         if cell.method == RANDOM_INIT:
             return where / cell.mode / RANDOM_INIT / f"seed{cell.seed}"
         name = cell.method if cell.method == ENTIRE_POOL else \

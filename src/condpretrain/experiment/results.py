@@ -38,12 +38,20 @@ REQUIRED_COLUMNS = tuple(c for c in KEY_COLUMNS if c != SUBSET_FOR)
 # How the report groups a row's method when its subset served a mix: METHOD@@MIX (a
 # single '@' names a method's features, knn@classic).
 SHARED_MARK = "@@"
+# The scores of each downstream task (its ``metrics``, lower case), its headline first.
+DOWNSTREAM_METRICS = ("ap50", "ap", "ap75", "miou", "macc", "allacc")
+# The metric that findings compare, by the first that a row has: each task's headline.
+HEADLINE_METRICS = ("top1", "ap50", "miou")
 RESULT_COLUMNS = (
     *KEY_COLUMNS,
-    "arch", "selected", "pool_size",
+    # task: the command that trained on the target (finetune, detect, segment; empty in
+    # tables written before downstream targets, which were all fine-tuned)
+    "task", "arch", "selected", "pool_size",
     # percent, as result.json has them; top1/top5: the last epoch (the headline);
     # best_test_top1: the epoch best on the test split itself (optimistic, never reported)
     "top1", "top5", "best_test_top1",
+    # a downstream target's scores instead, in percent (detect, segment)
+    *DOWNSTREAM_METRICS,
     # Costs are what each cell needed, shared work included (the paper's cost column):
     # select_shared is a JSON {work: device-hours} of the parts of select_device_hours
     # that other cells share, so totals can count them once (total_device_hours).
@@ -186,7 +194,7 @@ def write_results(path: str | Path, rows: list[Row]) -> None:
 
 __all__ = [
     "RESULTS_FILE", "RANDOM_INIT", "ENTIRE_POOL", "BASELINES", "BASELINE_LABELS", "RANDOM_SUBSET",
-    "KEY_COLUMNS", "REQUIRED_COLUMNS", "SUBSET_FOR", "SHARED_MARK", "RESULT_COLUMNS", "Row",
+    "KEY_COLUMNS", "REQUIRED_COLUMNS", "SUBSET_FOR", "DOWNSTREAM_METRICS", "HEADLINE_METRICS", "SHARED_MARK", "RESULT_COLUMNS", "Row",
     "method_label", "as_shown", "method_order", "budget_key",
     "budget_label", "row_key", "cell_text", "read_results", "write_results", "shared_work",
     "total_device_hours",

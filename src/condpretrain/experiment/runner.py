@@ -1,5 +1,5 @@
-"""Running a grid: every cell runs select -> pretrain -> finetune and adds one row to
-``OUT/results.csv``.
+"""Running a grid: every cell runs select -> pretrain -> finetune (or, for a downstream
+target, its task: detect, segment) and adds one row to ``OUT/results.csv``.
 
 Resuming: a cell whose row is already in ``results.csv`` is skipped; an artefact that
 finished (scores, a subset, a backbone, a fine-tune) is read back instead of recomputed;
@@ -27,6 +27,7 @@ from condpretrain.config import (
     build_config,
     options,
 )
+from condpretrain.downstream.task import run_task
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment import mixes, selections
 from condpretrain.experiment.grid import Cell, Layout, cells, run_finished, run_started
@@ -52,9 +53,10 @@ from condpretrain.experiment.selections import (
     selection_seconds,
 )
 from condpretrain.experiment.steps import FINETUNE, PRETRAIN, SELECT, Step
+from condpretrain.experiment.target_schema import FINETUNE_TASK
 from condpretrain.log import get_logger, progress_bar
 from condpretrain.multi_target import merge_selections
-from condpretrain.registry import PRETRAIN_METHODS
+from condpretrain.registry import DOWNSTREAM_TASKS, PRETRAIN_METHODS
 from condpretrain.selection import reselect, select
 from condpretrain.train.finetune import finetune
 from condpretrain.train.pretrain import pretrain
@@ -81,10 +83,12 @@ class Steps:
     # a mixed target's subset from its parts' saved scores (scores nothing, so the
     # fakes of the other four need none of their own)
     merge: Callable[..., Any] = merge_selections
+    # a downstream target's training: run_task(task, voc_folders, out, config, resume)
+    downstream: Callable[..., Any] = run_task
 
     @staticmethod
     def default() -> Steps:
-        return Steps(select, reselect, pretrain, finetune, merge_selections)
+        return Steps(select, reselect, pretrain, finetune, merge_selections, run_task)
 
     @staticmethod
     def refusing() -> Steps:
@@ -98,7 +102,7 @@ class Steps:
 
         return Steps(unfinished("select", 2), unfinished("select", 1),
                      unfinished("pretrain", 1), unfinished("finetune", 1),
-                     unfinished("select", 2))
+                     unfinished("select", 2), unfinished("downstream", 2))
 
 
 @dataclass
@@ -141,6 +145,17 @@ class Experiment:
     def finetune_config(self, cell: Cell, init: Path | None) -> FinetuneConfig:
         return build_config(FinetuneConfig, self.config.preset,
                             **{**section_values(self.config, "finetune", cell.mode, cell.target),
+                               "arch": self.pretrained_arch(cell.mode), "seed": cell.seed,
+                               "init": str(init) if init else None})
+
+    def target_config(self, cell: Cell, init: Path | None) -> Any:
+        """The options of the command that trains on ``cell``'s target: ``finetune``'s,
+        or its downstream task's, whose backbone is the pre-trained one."""
+        if cell.task == FINETUNE_TASK:
+            return self.finetune_config(cell, init)
+        return build_config(DOWNSTREAM_TASKS.get_class(cell.task).config_class,
+                            self.config.preset,
+                            **{**section_values(self.config, cell.task, cell.mode, cell.target),
                                "arch": self.pretrained_arch(cell.mode), "seed": cell.seed,
                                "init": str(init) if init else None})
 
@@ -215,7 +230,7 @@ class Experiment:
         elif step.kind == FINETUNE:
             init = None if cell.method == RANDOM_INIT else \
                 self.layout.pretrain_dir(cell) / "backbone.pt"
-            self.finetuned(cell, self.finetune_config(cell, init))
+            self.finetuned(cell, self.target_config(cell, init))
         else:  # collect: the local runner, reading what the other steps made
             Experiment(self.config, self.out, Steps.refusing()).run()
 
@@ -252,11 +267,9 @@ class Experiment:
         return run_dir / "backbone.pt"
 
     def _finetune_into(self, row: dict[str, Any], cell: Cell, init: Path | None) -> None:
-        config = self.finetune_config(cell, init)
+        config = self.target_config(cell, init)
         result, cost, run_dir = self.finetuned(cell, config)
-        row.update(arch=config.arch, top1=result.get("top1", ""), top5=result.get("top5", ""),
-                   # best_top1: its name in result.json files written before
-                   best_test_top1=result.get("best_test_top1", result.get("best_top1", "")),
+        row.update(task=cell.task, arch=config.arch, **target_scores(cell.task, result),
                    finetune_seconds=cost.get("wall_seconds", ""),
                    finetune_device_hours=cost.get("device_hours", ""),
                    finetune_dir=self.layout.relative(run_dir),
@@ -275,14 +288,32 @@ class Experiment:
                                 resume=run_started(run_dir))
         return read_object(run_dir / "run.json"), run_dir
 
-    def finetuned(self, cell: Cell, config: FinetuneConfig
-                  ) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    def finetuned(self, cell: Cell, config: Any) -> tuple[dict[str, Any], dict[str, Any], Path]:
+        """The target's training run (fine-tuning, or its downstream task): its result
+        and cost, run (or continued) unless it finished."""
         run_dir = self.layout.finetune_dir(cell)
         if not run_finished(run_dir):
-            self.steps.finetune(self.config.target_path(cell.target), run_dir, config,
-                                resume=run_started(run_dir))
+            if cell.task == FINETUNE_TASK:
+                self.steps.finetune(self.config.target_path(cell.target), run_dir, config,
+                                    resume=run_started(run_dir))
+            else:
+                self.steps.downstream(cell.task, self.config.target_vocs(cell.target), run_dir,
+                                      config, resume=run_started(run_dir))
         return (read_object(run_dir / "result.json"), read_object(run_dir / "run.json"),
                 run_dir)
+
+
+def target_scores(task: str, result: dict[str, Any]) -> dict[str, Any]:
+    """A finished run's scores as results.csv columns: top1, top5 and best_test_top1 of a
+    fine-tuning; a downstream task's metrics in lower case (``ap50``, ``miou``), percent."""
+    if task == FINETUNE_TASK:
+        # best_top1: its name in result.json files written before
+        return {"top1": result.get("top1", ""), "top5": result.get("top5", ""),
+                "best_test_top1": result.get("best_test_top1", result.get("best_top1", ""))}
+    cls = DOWNSTREAM_TASKS.get_class(task)
+    scale = 1.0 if cls.metrics_percent else 100.0
+    return {name.lower(): "" if not isinstance(result.get(name), (int, float))
+            else float(result[name]) * scale for name in cls.metrics}
 
 
 def run(experiment: ExperimentConfig | str | Path, out: str | Path,

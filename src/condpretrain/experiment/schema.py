@@ -1,15 +1,17 @@
 """The experiment file: every key declared once as an option, every value checked once.
 
 A file names a pool, the targets, the grid's axes and, in the sections ``select``,
-``pretrain`` and ``finetune``, options of the matching command. Inside ``pretrain`` and
-``finetune`` a mode's name holds overrides for that mode only::
+``pretrain``, ``finetune``, ``detect`` and ``segment``, options of the matching command.
+Inside every section but ``select`` a mode's name holds overrides for that mode only::
 
     finetune: {epochs: 90, moco: {lr: 0.001}}
 
-A target may hold its own ``finetune`` and ``select`` options, applied on top of the
+A target may hold its own ``select`` options and those of its task (``finetune``, or
+the downstream command that trains on it: :mod:`.target_schema`), applied on top of the
 experiment's (mode overrides included) for that target's cells only::
 
-    targets: {cars: /data/cars, fmow: {path: /data/fmow, finetune: {optimizer: adam}}}
+    targets: {cars: /data/cars, fmow: {path: /data/fmow, finetune: {optimizer: adam}},
+              voc07: {path: /data/VOCdevkit/VOC2007, task: detect}}
 
 The top-level keys are the fields of :class:`ExperimentConfig`; a section's keys are the
 options of its command's config class, less those the grid sets per cell (``grid=True``).
@@ -30,8 +32,10 @@ import yaml
 
 from condpretrain.config import (
     PRESET_NAMES,
+    DetectConfig,
     FinetuneConfig,
     PretrainConfig,
+    SegmentConfig,
     SelectConfig,
     build_config,
     load_yaml,
@@ -40,14 +44,17 @@ from condpretrain.config.common import parse_fractions
 from condpretrain.config.options import Option, option, option_map, parse_mapping
 from condpretrain.config.select import method_choices, parse_method
 from condpretrain.errors import CondPretrainError
-from condpretrain.experiment.mix_schema import (
-    check_mix_policy,
-    check_mixes,
-    is_mix,
-    parse_mix_spec,
-)
+from condpretrain.experiment.mix_schema import check_mix_policy, check_mixes, is_mix
 from condpretrain.experiment.results import BASELINES
 from condpretrain.experiment.slurm_schema import parse_slurm
+from condpretrain.experiment.target_schema import (
+    DOWNSTREAM_SECTIONS,
+    TARGET_SECTIONS,
+    TargetSpec,
+    parse_targets,
+    resolve_target,
+    task_of,
+)
 from condpretrain.registry import PRETRAIN_METHODS, SCORERS
 
 # ------------------------------------------------------------------- value parsers
@@ -65,67 +72,6 @@ def _all_or_none(value: Any) -> Any:
     if value is False:
         return []
     return value
-
-
-# What a target may set for its own cells. Not pre-training: the entire-pool run does
-# not depend on the target and serves them all.
-TARGET_SECTIONS = ("select", "finetune")
-
-# a folder, {path: folder, <section>: {...}}, or {mix: {target: share}} (mix_schema)
-TargetSpec = str | dict[str, Any]
-
-
-def _parse_targets(value: Any) -> dict[str, TargetSpec]:
-    """``{name: folder}``, ``{name: {path: folder, finetune: {...}}}``, ``{name: {mix:
-    {target: share}}}``, or a list of ``NAME=FOLDER`` or ``FOLDER`` (named after it). A
-    section's options are checked later, by :func:`parse_target`, with the sections of
-    the file; a mix's parts with the other targets (:func:`~.mix_schema.check_mixes`)."""
-    if isinstance(value, dict):
-        pairs = [(str(name), spec) for name, spec in value.items()]
-    else:
-        pairs = [_target_pair(spec) for spec in _one_or_many(value)]
-    targets: dict[str, TargetSpec] = {}
-    for name, spec in pairs:
-        if not name or "/" in name or name.startswith("."):
-            raise CondPretrainError(f"targets: {name!r} is not a usable name")
-        if name in targets:
-            raise CondPretrainError(f"targets: two targets are named {name!r}")
-        targets[name] = _target_spec(spec, f"targets.{name}")
-    return targets
-
-
-def _target_spec(spec: Any, key: str) -> TargetSpec:
-    """A folder, or a mapping of its path and its own sections (plain folder when none)."""
-    if not isinstance(spec, dict):
-        return _text(spec, key)
-    spec = {str(k).replace("-", "_"): v for k, v in spec.items()}
-    if is_mix(spec):
-        return parse_mix_spec(spec, key)
-    for name in spec:
-        if name != "path" and name not in TARGET_SECTIONS:
-            raise CondPretrainError(f"{key}.{name}: not settable per target (known: path, "
-                                    f"{', '.join(TARGET_SECTIONS)})")
-    if "path" not in spec:
-        raise CondPretrainError(f"{key}.path: required")
-    sections = {name: spec[name] for name in TARGET_SECTIONS if spec.get(name)}
-    for name, given in sections.items():
-        if not isinstance(given, dict):
-            raise CondPretrainError(f"{key}.{name}: expected a mapping of option: value, "
-                                    f"got {given!r}")
-    path = _text(spec["path"], f"{key}.path")
-    return {"path": path, **sections} if sections else path
-
-
-def _target_pair(spec: Any) -> tuple[str, str]:
-    text = _text(spec, "targets")
-    name, sep, path = text.partition("=")
-    return (name, path) if sep and name else (Path(text).name, text)
-
-
-def _text(value: Any, key: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or str(value) == "":
-        raise CondPretrainError(f"{key}: expected text, got {value!r}")
-    return str(value)
 
 
 def _methods(value: Any) -> list[Any]:
@@ -160,8 +106,9 @@ class ExperimentConfig:
                              parse=_one_or_many)
     targets: dict[str, TargetSpec] = option(
         help="target datasets: {name: folder} or {name: {path: folder, finetune: {...}, "
-        "select: {...}}} (the target's own options), or a list of NAME=FOLDER or FOLDER",
-        parse=_parse_targets)
+        "select: {...}}} (the target's own options), {name: {path: VOC folder, task: "
+        "detect or segment, voc: [folders]}} (trained on by that command instead of "
+        "finetune), or a list of NAME=FOLDER or FOLDER", parse=parse_targets)
     # Neutral: only a label. Grid: an axis of the grid, which may grow (more methods,
     # seeds...) into a folder that holds finished cells; every other key may not change.
     name: str = option("experiment", "shown in the report's title", neutral=True)
@@ -192,6 +139,12 @@ class ExperimentConfig:
                                       "a mode's name holds that mode's own")
     finetune: dict[str, Any] = option(default_factory=dict, help="options of `finetune`; "
                                       "a mode's name holds that mode's own")
+    detect: dict[str, Any] = option(default_factory=dict, help="options of `detect` for "
+                                    "the targets whose task it is; a mode's name holds "
+                                    "that mode's own")
+    segment: dict[str, Any] = option(default_factory=dict, help="options of `segment` for "
+                                     "the targets whose task it is; a mode's name holds "
+                                     "that mode's own")
     # Neutral: where the steps run changes nothing they compute.
     slurm: dict[str, Any] = option(default_factory=dict, help="where `run --launcher slurm` "
                                    "submits the steps (see slurm_schema)", neutral=True)
@@ -202,9 +155,18 @@ class ExperimentConfig:
 
     def target_path(self, name: str) -> str:
         spec = self.targets[name]
-        if is_mix(spec):  # its cells select for it, and fine-tune on its parts
+        if is_mix(spec):  # its cells select for it, and train on its parts
             raise CondPretrainError(f"targets.{name}: a mix of targets has no folder")
         return spec["path"] if isinstance(spec, dict) else spec
+
+    def target_task(self, name: str) -> str:
+        """The command that trains on the target: ``finetune`` or a downstream task."""
+        return task_of(self.targets.get(name))
+
+    def target_vocs(self, name: str) -> list[str]:
+        """The VOC folders a downstream target trains on (the first is tested)."""
+        spec = self.targets[name]
+        return list(spec.get("voc") or [spec["path"]]) if isinstance(spec, dict) else [spec]
 
     def target_section(self, name: str, section: str) -> dict[str, Any]:
         """The target's own options of ``section`` (none for a plain folder or a mix)."""
@@ -229,6 +191,9 @@ SECTIONS: dict[str, Section] = {
     "select": Section(SelectConfig, per_mode=False),
     "pretrain": Section(PretrainConfig, per_mode=True),
     "finetune": Section(FinetuneConfig, per_mode=True),
+    # the downstream tasks (target_schema.DOWNSTREAM_SECTIONS), each its command's config
+    "detect": Section(DetectConfig, per_mode=True),
+    "segment": Section(SegmentConfig, per_mode=True),
 }
 
 
@@ -285,10 +250,9 @@ def parse_target(name: str, spec: TargetSpec, where: str) -> TargetSpec:
     """A target's own sections, checked as the file's: ``targets.fmow.finetune.lr``."""
     if not isinstance(spec, dict) or is_mix(spec):
         return spec
-    return {"path": spec["path"],
-            **{section: parse_section(SECTIONS[section], f"targets.{name}.{section}",
-                                      spec[section], where)
-               for section in TARGET_SECTIONS if section in spec}}
+    return {**spec, **{section: parse_section(SECTIONS[section], f"targets.{name}.{section}",
+                                              spec[section], where)
+                       for section in TARGET_SECTIONS if section in spec}}
 
 
 def _options(cls: type, values: dict[str, Any], where: str, prefix: str) -> dict[str, Any]:
@@ -316,16 +280,9 @@ def _resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
         slurm["folder"] = str(_resolve(slurm["folder"], base))
     return dataclasses.replace(
         config, pool=[_resolve_spec(spec, base) for spec in config.pool],
-        targets={name: _resolve_target(spec, base) for name, spec in config.targets.items()},
+        targets={name: resolve_target(spec, lambda path: _resolve(path, base))
+                 for name, spec in config.targets.items()},
         slurm=slurm)
-
-
-def _resolve_target(spec: TargetSpec, base: Path) -> TargetSpec:
-    if is_mix(spec):
-        return spec
-    if isinstance(spec, dict):
-        return {**spec, "path": str(_resolve(spec["path"], base))}
-    return str(_resolve(spec, base))
 
 
 def _resolve_spec(spec: str, base: Path) -> str:
@@ -360,6 +317,11 @@ def check_configs(config: ExperimentConfig, where: str = "experiment") -> None:
                     raise CondPretrainError(f"{where}: {prefix}{name}: {exc}") from None
     select = build_config(SelectConfig, config.preset, **section_values(config, "select"))
     check_mix_policy(config.targets, select.policy, where)
+    tasks = {config.target_task(name) for name in config.targets}
+    for name in DOWNSTREAM_SECTIONS:
+        if getattr(config, name) and name not in tasks:  # options nothing would read
+            raise CondPretrainError(f"{where}: {name}: no target's task is {name} (set "
+                                    f"targets.NAME.task: {name})")
 
 
 def section_values(config: ExperimentConfig, name: str, mode: str | None = None,

@@ -77,7 +77,8 @@ def write_report(out_dir: str | Path) -> ReportResult:
         Heading("Results in the layout of the paper's Table 2"),
         *tables,
         Heading("Accuracy against pre-training cost"),
-        Picture("top-1 accuracy vs pre-training device-hours, one point per cell "
+        Picture("each target's score (top-1 accuracy; AP50 of a detection target, mIoU of "
+                "a segmentation one) vs pre-training device-hours, one point per cell "
                 f"({plots.error_bar_caption(rows)})",
                 "figures/accuracy_vs_cost.png", plots.accuracy_vs_cost(rows)),
         Heading("Selection time apart from pre-training time"),

@@ -21,14 +21,13 @@ from typing import NamedTuple
 from condpretrain.experiment.results import (
     BASELINES,
     ENTIRE_POOL,
+    HEADLINE_METRICS,
     RANDOM_INIT,
     RANDOM_SUBSET,
 )
 from condpretrain.report.composition import TargetComposition, compositions
 from condpretrain.report.paired import Paired, mean_ratio, paired_difference, seed_order
-from condpretrain.report.tables import number
-
-METRIC = "top1"
+from condpretrain.report.tables import headline_metric, number
 
 
 class CellKey(NamedTuple):
@@ -44,7 +43,8 @@ Cells = dict[CellKey, dict[str, dict[str, str]]]  # cell -> seed -> row
 
 @dataclass(frozen=True)
 class Comparison:
-    """``subject`` minus ``baseline`` (points of accuracy), paired on seed."""
+    """``subject`` minus ``baseline`` (points of the target's headline metric), paired on
+    seed."""
 
     subject: CellKey
     baseline: CellKey
@@ -71,6 +71,7 @@ class Findings:
     f_missing: str = ""
     runs: int = 0
     seeds: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)  # the headline metrics compared
 
     def comparisons(self) -> list[Finding]:
         return [self.a, self.b, self.c, self.d, self.e]
@@ -85,14 +86,21 @@ def compute_findings(rows: list[dict[str, str]], out: Path | None = None) -> Fin
         d=versus_entire_pool(cells), e=resolutions(cells), f=subsets,
         f_missing="" if subsets else "no complete selection folders (subset.csv with its "
                                      "selection.json) named by the results",
-        runs=len(rows), seeds=sorted({r["seed"] for r in rows}, key=seed_order))
+        runs=len(rows), seeds=sorted({r["seed"] for r in rows}, key=seed_order),
+        metrics=[m for m in HEADLINE_METRICS if any(headline_metric(r) == m for r in rows)])
+
+
+def headline(cell: dict[str, dict[str, str]]) -> dict[str, float]:
+    """seed -> the headline score of the cell's run with that seed."""
+    return {seed: number(r[metric]) for seed, r in cell.items()  # type: ignore[misc]
+            if (metric := headline_metric(r)) is not None}
 
 
 def cells_of(rows: list[dict[str, str]]) -> Cells:
-    """Rows with a number in the metric, by cell and seed."""
+    """Rows with a headline score, by cell and seed."""
     cells: Cells = defaultdict(dict)
     for r in rows:
-        if number(r.get(METRIC)) is None:
+        if headline_metric(r) is None:
             continue
         key = CellKey(r["target"], r["mode"], int(float(r["resolution"] or 0)),
                       float(r["budget"]), r["method"])
@@ -110,7 +118,7 @@ def subset_keys(cells: Cells) -> list[CellKey]:
 
 
 def compare(cells: Cells, subject: CellKey, baseline: CellKey) -> Comparison | None:
-    paired = paired_difference(column(cells[subject], METRIC), column(cells[baseline], METRIC))
+    paired = paired_difference(headline(cells[subject]), headline(cells[baseline]))
     return Comparison(subject, baseline, paired) if paired else None
 
 
@@ -222,4 +230,4 @@ def _with_cost(comparison: Comparison, subject: dict[str, float],
 
 __all__ = ["CellKey", "Comparison", "Finding", "Findings", "compute_findings", "cells_of",
            "versus_random_init", "versus_random_subset", "budgets", "versus_entire_pool",
-           "resolutions", "subset_cost"]
+           "resolutions", "subset_cost", "headline"]

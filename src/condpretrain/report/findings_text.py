@@ -45,9 +45,17 @@ COST_SHORT = {
     "d": "the subset's selection + pre-training over the entire pool's pre-training",
     "e": "pre-training at the lower over the highest resolution",
 }
-STATISTICS = ("difference = compared − against in top-1 points, paired on seed; 95 % "
-              "Student-t interval of the per-seed differences; verdict: better if the "
-              "interval is above 0, worse if below, else no significant difference")
+# How the sentences name each headline metric (findings.headline_metric).
+METRIC_WORDS = {"top1": "top-1 accuracy", "ap50": "AP50 (detection targets)",
+                "miou": "mIoU (segmentation targets)"}
+
+
+def statistics_text(metrics: list[str]) -> str:
+    """What a difference is: in points of the metrics compared (each target's own)."""
+    words = " / ".join(METRIC_WORDS.get(m, m) for m in metrics or ["top1"])
+    return (f"difference = compared − against in points of {words}, paired on seed; 95 % "
+            "Student-t interval of the per-seed differences; verdict: better if the "
+            "interval is above 0, worse if below, else no significant difference")
 
 
 def title_of(finding: Finding) -> str:
@@ -144,7 +152,7 @@ def sentences(findings: Findings) -> list[str]:
 def intro(findings: Findings) -> str:
     seeds = ", ".join(findings.seeds)
     return (f"Computed from results.csv ({findings.runs} runs; seeds {seeds}) each time the "
-            f"report is written. {STATISTICS}.")
+            f"report is written. {statistics_text(findings.metrics)}.")
 
 
 def findings_text(findings: Findings) -> str:
@@ -162,7 +170,7 @@ def _display_order(comparisons: list[Comparison]) -> list[Comparison]:
         -c.baseline.resolution, c.baseline.budget))
 
 
-def comparison_table(finding: Finding) -> Table | None:
+def comparison_table(finding: Finding, metrics: list[str]) -> Table | None:
     if finding.missing:
         return None
     costs = finding.letter in COST_DEFINITION
@@ -174,7 +182,8 @@ def comparison_table(finding: Finding) -> Table | None:
         rows.append([c.subject.target, c.subject.mode, cell_label(c.subject),
                      cell_label(c.baseline), p.verdict, str(p.n), signed(p.mean),
                      p.interval_text(), *([ratio_text(c.cost_ratio)] if costs else [])])
-    note = STATISTICS + (f"; {COST_DEFINITION[finding.letter]}" if costs else "") + "."
+    note = statistics_text(metrics) + (f"; {COST_DEFINITION[finding.letter]}" if costs
+                                       else "") + "."
     return Table(f"({finding.letter}) {title_of(finding)}", header, rows, note=note,
                  text_columns=5)
 
@@ -206,7 +215,7 @@ def composition_table(found: list[TargetComposition]) -> Table | None:
 
 
 def detail_tables(findings: Findings) -> list[Table]:
-    tables = [comparison_table(f) for f in findings.comparisons()]
+    tables = [comparison_table(f, findings.metrics) for f in findings.comparisons()]
     tables.append(composition_table(findings.f))
     return [t for t in tables if t is not None]
 

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from condpretrain.data.images import load_rgb
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.results import RANDOM_INIT, method_label, method_order
-from condpretrain.report.tables import number, stat
+from condpretrain.report.tables import headline_metric, number, stat
 
 MARKERS = "os^Dv<>pPX*h"
 
@@ -37,17 +37,18 @@ def _method_colour(method: str) -> str:
     return f"C{index % 10}"
 
 
-def seeds_per_cell(rows: list[dict[str, str]], metric: str = "top1") -> list[int]:
-    """How many seeds each plotted cell has (a value in ``metric``), sorted."""
+def seeds_per_cell(rows: list[dict[str, str]], metric: str | None = None) -> list[int]:
+    """How many seeds each plotted cell has (a value in ``metric``; by default in its
+    headline metric), sorted."""
     seeds: dict[tuple[str, ...], set[str]] = {}
     for r in rows:
-        if number(r.get(metric)) is not None:
+        if (number(r.get(metric)) is not None) if metric else headline_metric(r):
             key = (r["target"], r["mode"], r["resolution"], r["budget"], r["method"])
             seeds.setdefault(key, set()).add(r["seed"])
     return sorted(len(s) for s in seeds.values())
 
 
-def error_bar_caption(rows: list[dict[str, str]], metric: str = "top1") -> str:
+def error_bar_caption(rows: list[dict[str, str]], metric: str | None = None) -> str:
     """``mean ± std over 3 seeds`` (or ``over 1-3 seeds`` when cells differ)."""
     counts = seeds_per_cell(rows, metric)
     if not counts:
@@ -59,9 +60,14 @@ def error_bar_caption(rows: list[dict[str, str]], metric: str = "top1") -> str:
     return f"mean ± std over {n} seeds; bars: std of accuracy and, where it varies, of cost"
 
 
-def accuracy_vs_cost(rows: list[dict[str, str]], metric: str = "top1") -> bytes:
+# The y axis of each headline metric (tables.headline_metric); results.csv has percent.
+METRIC_AXES = {"top1": "top1", "ap50": "AP50", "miou": "mIoU"}
+
+
+def accuracy_vs_cost(rows: list[dict[str, str]], metric: str | None = None) -> bytes:
     """One point per cell (mean over seeds): accuracy against pre-training cost, with
-    error bars of the std over seeds in accuracy and, where it varies, in cost."""
+    error bars of the std over seeds in accuracy and, where it varies, in cost. The
+    score is ``metric``, by default each target's headline (top-1, AP50 or mIoU)."""
     targets = list(dict.fromkeys(r["target"] for r in rows))
     first_mode = rows[0]["mode"] if rows else ""  # drawn solid; later modes paler
     resolutions = sorted({int(r["resolution"]) for r in rows if r["method"] != RANDOM_INIT},
@@ -74,8 +80,10 @@ def accuracy_vs_cost(rows: list[dict[str, str]], metric: str = "top1") -> bytes:
             if r["target"] == target:
                 cells.setdefault((r["mode"], r["resolution"], r["budget"], r["method"]), []).append(r)
         labelled: set[str] = set()
+        shown = metric or next((m for r in rows if r["target"] == target
+                                if (m := headline_metric(r))), "top1")
         for (mode, res, _budget, method), group in sorted(cells.items()):
-            acc = stat(number(r.get(metric)) for r in group)
+            acc = stat(number(r.get(shown)) for r in group)
             cost = stat(number(r.get("pretrain_device_hours")) for r in group)
             if acc is None:
                 continue
@@ -92,7 +100,7 @@ def accuracy_vs_cost(rows: list[dict[str, str]], metric: str = "top1") -> bytes:
                         alpha=0.9 if mode == first_mode else 0.6)
         ax.set_title(target)
         ax.set_xlabel("pre-training cost (device-hours)")
-        ax.set_ylabel(f"{metric} (%)" if metric.startswith("top") else metric)
+        ax.set_ylabel(f"{METRIC_AXES.get(shown, shown)} (%)")
         ax.grid(alpha=0.3)
         if t == 0:
             note = ", ".join(f"{MARKERS[i % len(MARKERS)]} {res}px"

@@ -21,7 +21,9 @@ import numpy as np
 
 from condpretrain.experiment.results import (
     BASELINES,
+    DOWNSTREAM_METRICS,
     ENTIRE_POOL,
+    HEADLINE_METRICS,
     RANDOM_INIT,
     RESULT_COLUMNS,
     budget_label,
@@ -30,10 +32,11 @@ from condpretrain.experiment.results import (
     total_device_hours,
 )
 
-# Downstream metrics a results table may carry besides classification accuracy
-# (detection / segmentation runs add them as extra columns).
+# Downstream metrics a results table may carry besides classification accuracy: the
+# columns of detection / segmentation targets (results.DOWNSTREAM_METRICS), or the same
+# names in columns added to the table by hand (``voc_ap50``).
 EXTRA_METRIC_NAMES = {
-    "ap": "Detection AP", "ap50": "Detection AP50", "ap75": "Detection AP75",
+    "ap50": "Detection AP50", "ap": "Detection AP", "ap75": "Detection AP75",
     "miou": "Segmentation mIoU", "macc": "Segmentation mAcc", "allacc": "Segmentation allAcc",
 }
 
@@ -66,6 +69,13 @@ def number(value: str | float | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return result if math.isfinite(result) else None
+
+
+def headline_metric(row: dict[str, str]) -> str | None:
+    """The column a row is compared and plotted by: its task's headline, the first of
+    ``HEADLINE_METRICS`` it has (top-1 of a fine-tuning, AP50 of a detection, mIoU of a
+    segmentation). One target has one task, and every comparison holds the target fixed."""
+    return next((m for m in HEADLINE_METRICS if number(row.get(m)) is not None), None)
 
 
 def stat(values: Iterable[float | None]) -> Stat | None:
@@ -222,13 +232,15 @@ def total_cost_table(rows: list[dict[str, str]]) -> Table:
 def extra_metrics(rows: list[dict[str, str]]) -> list[tuple[str, str]]:
     """(column, title) of downstream metrics present beyond classification accuracy."""
     found = []
-    columns = list(dict.fromkeys(k for r in rows for k in r if k not in RESULT_COLUMNS))
+    columns = [*DOWNSTREAM_METRICS,
+               *dict.fromkeys(k for r in rows for k in r if k not in RESULT_COLUMNS)]
     for column in columns:
         if not any(number(r.get(column)) is not None for r in rows):
             continue
         short = column.lower().split("_", 1)[-1] if "_" in column else column.lower()
-        found.append((column, EXTRA_METRIC_NAMES.get(short, EXTRA_METRIC_NAMES.get(
-            column.lower(), column))))
+        title = EXTRA_METRIC_NAMES.get(short, EXTRA_METRIC_NAMES.get(column.lower(), column))
+        # a detection / segmentation target's own column is percent (runner.target_scores)
+        found.append((column, f"{title} (%)" if column in DOWNSTREAM_METRICS else title))
     return found
 
 
