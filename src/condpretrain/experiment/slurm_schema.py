@@ -14,7 +14,9 @@ from condpretrain.errors import CondPretrainError
 if TYPE_CHECKING:  # the schema imports this module to check the section
     from condpretrain.experiment.schema import ExperimentConfig
 
-STEP_KINDS = ("select", "pretrain", "finetune")  # the steps that ask for resources
+# The steps that ask for resources: a target's training asks as its task (finetune, or
+# the downstream task of a detect / segment target: MoCo trains detection on 8 GPUs).
+STEP_KINDS = ("select", "pretrain", "finetune", "detect", "segment")
 
 
 @dataclass
@@ -42,6 +44,10 @@ class SlurmConfig:
     select: dict[str, Any] = option(default_factory=dict, help="resources of a selection")
     pretrain: dict[str, Any] = option(default_factory=dict, help="resources of a pre-training")
     finetune: dict[str, Any] = option(default_factory=dict, help="resources of a fine-tuning")
+    detect: dict[str, Any] = option(default_factory=dict, help="resources of a detection "
+                                    "target's training (e.g. {gpus: 8}, MoCo's)")
+    segment: dict[str, Any] = option(default_factory=dict, help="resources of a segmentation "
+                                     "target's training")
 
     def resources(self, kind: str) -> StepResources:
         return StepResources(**getattr(self, kind))

@@ -215,11 +215,14 @@ def waves(steps: dict[str, Step]) -> list[list[Step]]:
 
 
 def resources(step: Step, slurm: SlurmConfig) -> StepResources:
-    """What ``step`` asks for: its kind's ``slurm`` resources; collect borrows the
-    selection's CPUs and memory, without a GPU."""
+    """What ``step`` asks for: its kind's ``slurm`` resources (a target's training: its
+    task's, ``slurm.detect`` for a detection target); collect borrows the selection's
+    CPUs and memory, without a GPU."""
     if step.kind == COLLECT:
         select = slurm.resources(SELECT)
         return dataclasses.replace(select, gpus=0, time=min(select.time, COLLECT_MINUTES))
+    if step.kind == FINETUNE:  # a downstream target's training asks as its task
+        return slurm.resources(step.cell.task)
     return slurm.resources(step.kind)
 
 
