@@ -42,7 +42,8 @@ class MixPipeline(FakePipeline):
         self.finetuned: dict[str, str] = {}  # fine-tune folder -> its optimizer
 
     def steps(self) -> Steps:
-        return Steps(self.select, self.reselect, self.pretrain, self.finetune, self.merge)
+        return Steps(self.select, self.reselect, self.pretrain, self.finetune, self.merge,
+                     self.downstream)
 
     def select(self, sources, target, out, config):
         out = Path(out)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from expfiles import refused
 from fake_steps import FakePipeline
+from mixfiles import MixPipeline
 
 from condpretrain.experiment import Experiment, load_experiment, read_results, run, write_results
 from condpretrain.experiment.results import DOWNSTREAM_METRICS, HEADLINE_METRICS
@@ -205,3 +206,23 @@ def test_findings_tables_and_plot_use_each_targets_metric(grid: Path, tmp_path: 
     assert accuracy_vs_cost(rows)[:4] == b"\x89PNG"
     text = report(out).markdown.read_text()
     assert "AP50 (detection targets)" in text and "Detection AP75 (%)" in text
+
+
+def test_a_mix_trains_each_part_with_its_own_task(tmp_path: Path, two_part_pool: Path,
+                                                  stripes_target: Path):
+    """One subset selected for a classification and a detection target together: it is
+    fine-tuned on the one and detected on the other."""
+    voc = tmp_path / "VOC2007"  # the fakes only name it
+    grid = write(tmp_path, {
+        "preset": "quick", "pool": [f"parts={two_part_pool}"],
+        "targets": {"cars": str(stripes_target), "voc07": {"path": str(voc), "task": "detect"},
+                    "both": {"mix": {"cars": 0.5, "voc07": 0.5}}},
+        "methods": ["random"], "budgets": [0.5], "resolutions": [16], "baselines": False})
+    fake, out = MixPipeline({str(stripes_target): "stripes", str(voc): "noise"}), tmp_path / "out"
+    run(grid, out, fake.steps())
+    assert fake.calls["merge"] == 1 and fake.calls["detect"] == 2  # its own cell, the mix's
+    shared = {r["target"]: r for r in read_results(out / "results.csv") if r["subset_for"]}
+    assert shared["cars"]["task"] == "finetune" and shared["voc07"]["task"] == "detect"
+    assert shared["cars"]["pretrain_dir"] == shared["voc07"]["pretrain_dir"]
+    assert float(shared["voc07"]["ap50"]) > 0 and shared["voc07"]["finetune_dir"].startswith(
+        "detect/voc07/supervised-16/subset-for-both/")

@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # the report's module loads the plotting libraries: only when
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "run", help="run an experiment grid (targets x methods x budgets x resolutions x modes)",
-        description="Run select -> pretrain -> finetune for every cell and seed of an "
+        description="Run select -> pretrain -> finetune (detect or segment for a target "
+                    "whose task it is) for every cell and seed of an "
                     "experiment file; resumable: finished cells are skipped.")
     parser.add_argument("experiment", metavar="EXPERIMENT.yaml", help="the experiment file")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (results.csv)")

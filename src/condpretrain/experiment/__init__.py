@@ -2,14 +2,16 @@
 
 A grid is targets x selection methods x budgets x pre-training resolutions x modes, plus
 the two baselines (random initialisation = 0 %, the entire pool = 100 %), each repeated
-over seeds. Every cell runs select -> pretrain -> finetune and adds one row to
-``OUT/results.csv``.
+over seeds. Every cell runs select -> pretrain -> finetune (a detection or segmentation
+target: its task, detect or segment) and adds one row to ``OUT/results.csv``.
 
 One module per job, each importing only those before it:
 
 * :mod:`.results` - the results table (columns, read, write) and the baselines' names;
   the report reads this module and nothing else of the experiment;
-* :mod:`.schema` - the experiment file (:class:`ExperimentConfig`) and its one validation;
+* :mod:`.schema` - the experiment file (:class:`ExperimentConfig`) and its one validation
+  (its ``targets`` in :mod:`.target_schema`, mixes in :mod:`.mix_schema`, the ``slurm``
+  section in :mod:`.slurm_schema`);
 * :mod:`.grid` - the cells and the folder layout that lets cells share work;
 * :mod:`.selections` - scoring once, fusing, re-selecting every budget, and the charges;
 * :mod:`.mixes` - a mixed target's subsets, merged from its parts' saved scores;
