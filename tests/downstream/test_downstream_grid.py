@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from vocgen import make_voc
 
 from condpretrain import api
-from condpretrain.experiment import read_results
+from condpretrain.errors import CondPretrainError
+from condpretrain.experiment import Experiment, parse_experiment, read_results
 
 
 def test_detect_and_segment_cells_end_to_end(tmp_path: Path, two_part_pool: Path):
@@ -53,3 +55,29 @@ def test_detect_and_segment_cells_end_to_end(tmp_path: Path, two_part_pool: Path
     assert api.run(path, out).ran == 0
     markdown = api.report(out).markdown.read_text()
     assert "Detection AP50 (%)" in markdown and "Segmentation mIoU (%)" in markdown
+
+
+@pytest.mark.parametrize("methods, refused", [
+    (["random", "clustering-avg"], ["clustering-avg"]),
+    (["active-learning", "fuse:random,inverse-active-learning"],
+     ["active-learning", "fuse:random,inverse-active-learning"]),
+    (["random", "domain-classifier", "clustering-min@moco:target"], []),
+])
+def test_methods_needing_labels_are_refused_before_any_work(tmp_path: Path, methods: list,
+                                                            refused: list):
+    """A VOC folder has no class labels: methods reading a target-trained model cannot
+    score for it, which the grid says at its start, naming the target and the methods."""
+    voc = make_voc(tmp_path / "VOC2007", train=4, test=2)
+    config = parse_experiment({"pool": "pool", "targets": {"det": {"path": str(voc),
+                                                                   "task": "detect"}},
+                               "methods": methods})
+    experiment = Experiment(config, tmp_path / "out")
+    if not refused:
+        experiment.prepare()
+        return
+    with pytest.raises(CondPretrainError) as info:
+        experiment.prepare()
+    message = str(info.value)
+    assert message.startswith("targets.det: ") and "unlabelled" in message
+    assert f"methods {', '.join(refused)} need" in message
+    assert not (tmp_path / "out").exists()  # nothing written, nothing run

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from expfiles import refused
+from imagegen import make_target
 from mixfiles import (
     FUSION,
     MIX,
@@ -53,10 +54,9 @@ from condpretrain.multi_target import quotas
 
 @pytest.fixture
 def birds_target(tmp_path: Path) -> Path:
-    """A second target's folder: the fakes only name it."""
-    folder = tmp_path / "birds"
-    folder.mkdir()
-    return folder
+    """A second target (the fakes only name it, but a grid lists a target whose methods
+    need labels, to check it has them)."""
+    return make_target(tmp_path / "birds", {"a": "rings", "b": "stripes"}, train=2, test=1)
 
 
 @pytest.fixture

@@ -194,7 +194,8 @@ def write_results(path: str | Path, rows: list[Row]) -> None:
 
 __all__ = [
     "RESULTS_FILE", "RANDOM_INIT", "ENTIRE_POOL", "BASELINES", "BASELINE_LABELS", "RANDOM_SUBSET",
-    "KEY_COLUMNS", "REQUIRED_COLUMNS", "SUBSET_FOR", "DOWNSTREAM_METRICS", "HEADLINE_METRICS", "SHARED_MARK", "RESULT_COLUMNS", "Row",
+    "KEY_COLUMNS", "REQUIRED_COLUMNS", "SUBSET_FOR", "DOWNSTREAM_METRICS", "HEADLINE_METRICS",
+    "SHARED_MARK", "RESULT_COLUMNS", "Row",
     "method_label", "as_shown", "method_order", "budget_key",
     "budget_label", "row_key", "cell_text", "read_results", "write_results", "shared_work",
     "total_device_hours",

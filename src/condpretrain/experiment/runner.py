@@ -192,8 +192,10 @@ class Experiment:
         return ExperimentResult(self.out, results, rows, len(todo), skipped)
 
     def prepare(self) -> None:
-        """Check the folder's earlier settings, then save these (under the folder's lock)."""
+        """Check the folder's earlier settings and the targets' labels, then save these
+        settings (under the folder's lock)."""
         self.check_same_settings()
+        selections.check_labels(self)
         atomic.write_text(self.out / SETTINGS_FILE, self.config.to_yaml())
 
     def check_same_settings(self) -> None:

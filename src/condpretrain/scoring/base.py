@@ -24,6 +24,7 @@ from condpretrain.log import get_logger, progress_bar
 from condpretrain.registry import LAST, SCORERS
 
 if TYPE_CHECKING:  # the context module builds on this one (via the target model)
+    from condpretrain.config import SelectConfig
     from condpretrain.scoring.context import ScoringContext
 
 log = get_logger(__name__)
@@ -44,6 +45,12 @@ class Scorer(ABC):
 
     def __init__(self, context: ScoringContext) -> None:
         self.context = context
+
+    @classmethod
+    def needs_labels(cls, config: SelectConfig) -> bool:
+        """Whether the method, with these options, cannot score for an unlabelled target
+        (a VOC folder): what an experiment checks before any cell runs."""
+        return cls.needs_target_labels
 
     def check_target(self, target: Target | None) -> None:
         if target is None:

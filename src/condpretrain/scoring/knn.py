@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from condpretrain.config import SelectConfig
 from condpretrain.data.sources import ImageIndex, Target
 from condpretrain.faiss_device import flat_index
 from condpretrain.features.base import FEATURES
@@ -30,6 +31,12 @@ class EmbeddingScorer(Scorer):
 
     in_paper: ClassVar[bool] = False  # beyond the paper: in a grid when asked for
     in_short_demo: ClassVar[bool] = False
+
+    @classmethod
+    def needs_labels(cls, config: SelectConfig) -> bool:
+        """The default features are the target-trained classifier's, which needs labels;
+        ``--features-from`` or any other features (``moco:target``, ``classic``) do not."""
+        return config.features == "target" and not config.features_from
 
     def fit(self, target: Target | None, pool: ImageIndex) -> None:
         self.embeddings, target_rows = embeddings_for(target, pool, self.context)
