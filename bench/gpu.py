@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "downstream"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from _util import median_seconds, print_table  # noqa: E402
 from decode_path import decode_rows  # noqa: E402
 from imagenet_like import make  # noqa: E402

@@ -28,7 +28,7 @@ fi
 "$PY" - "$OUT/voc" "$VOCSIZE" <<'PY'
 import sys
 from pathlib import Path
-sys.path.insert(0, "tests/downstream")
+sys.path.insert(0, "tests")
 from vocgen import make_voc
 if not (Path(sys.argv[1]) / "ImageSets").is_dir():
     make_voc(Path(sys.argv[1]), train=32, test=8, size=int(sys.argv[2]))

@@ -1,15 +1,11 @@
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from vocgen import make_voc  # noqa: E402
+from vocgen import make_voc
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,9 @@ import yaml
 from expfiles import refused
 from fake_steps import FakePipeline
 from mixfiles import MixPipeline
+from vocgen import make_voc
 
+from condpretrain.errors import CondPretrainError
 from condpretrain.experiment import Experiment, load_experiment, read_results, run, write_results
 from condpretrain.experiment.results import DOWNSTREAM_METRICS, HEADLINE_METRICS
 from condpretrain.experiment.schema import SECTIONS, section_values
@@ -96,8 +98,30 @@ def test_a_bad_downstream_target_names_its_key(tmp_path: Path, data: dict, key: 
     refused(write(tmp_path, data), key)
 
 
+@pytest.mark.parametrize("damaged, damage, says", [
+    ("VOC2012", lambda voc: (voc / "ImageSets/Main/trainval.txt").unlink(), "trainval"),
+    ("VOC2007", lambda voc: (voc / "ImageSets/Main/test.txt").write_text(""), "test.txt"),
+    ("VOC2012", lambda voc: (voc / "Annotations/000000.xml").write_text("<annotation>"),
+     "000000.xml"),
+    ("VOC2012", lambda voc: (voc / "SegmentationClass/000001.png").unlink(), "000001"),
+])
+def test_a_broken_voc_folder_is_refused_before_any_work(grid: Path, tmp_path: Path,
+                                                        damaged: str, damage, says: str):
+    """Every split a downstream task reads is loaded when run starts: a missing list, an
+    empty split, a broken annotation or a missing mask names the target and the file."""
+    damage(tmp_path / damaged)  # voc07 trains on both, tests on 2007; seg reads 2012
+    fake = Recording()
+    with pytest.raises(CondPretrainError) as info:
+        run(grid, tmp_path / "out", fake.steps())
+    message = str(info.value)
+    assert message.startswith(("targets.voc07: ", "targets.seg: ")) and says in message, message
+    assert "\n" not in message and not fake.calls  # nothing ran
+
+
 @pytest.fixture
 def grid(tmp_path: Path, two_part_pool: Path, stripes_target: Path) -> Path:
+    for year in ("VOC2007", "VOC2012"):  # read by run's checks; the fakes only name them
+        make_voc(tmp_path / year, train=2, test=1, size=24)
     return write(tmp_path, {
         "preset": "quick", "pool": [f"parts={two_part_pool}"],
         "targets": {"cars": str(stripes_target),
@@ -212,7 +236,7 @@ def test_a_mix_trains_each_part_with_its_own_task(tmp_path: Path, two_part_pool:
                                                   stripes_target: Path):
     """One subset selected for a classification and a detection target together: it is
     fine-tuned on the one and detected on the other."""
-    voc = tmp_path / "VOC2007"  # the fakes only name it
+    voc = make_voc(tmp_path / "VOC2007", train=2, test=1, size=24)
     grid = write(tmp_path, {
         "preset": "quick", "pool": [f"parts={two_part_pool}"],
         "targets": {"cars": str(stripes_target), "voc07": {"path": str(voc), "task": "detect"},

@@ -15,6 +15,7 @@ One module per job, each importing only those before it:
 * :mod:`.grid` - the cells and the folder layout that lets cells share work;
 * :mod:`.selections` - scoring once, fusing, re-selecting every budget, and the charges;
 * :mod:`.mixes` - a mixed target's subsets, merged from its parts' saved scores;
+* :mod:`.preflight` - what ``run`` checks before any work (labels, VOC folders);
 * :mod:`.steps` - the grid as cluster jobs, each after those it needs (:mod:`.launch`);
 * :mod:`.runner` - running the cells (:func:`run`), resumable.
 """

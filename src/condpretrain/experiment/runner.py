@@ -29,7 +29,7 @@ from condpretrain.config import (
 )
 from condpretrain.downstream.task import run_task
 from condpretrain.errors import CondPretrainError
-from condpretrain.experiment import mixes, selections
+from condpretrain.experiment import mixes, preflight, selections
 from condpretrain.experiment.grid import Cell, Layout, cells, run_finished, run_started
 from condpretrain.experiment.results import (
     BASELINES,
@@ -192,10 +192,10 @@ class Experiment:
         return ExperimentResult(self.out, results, rows, len(todo), skipped)
 
     def prepare(self) -> None:
-        """Check the folder's earlier settings and the targets' labels, then save these
-        settings (under the folder's lock)."""
+        """Check the folder's earlier settings and what would fail cells later (see
+        :mod:`.preflight`), then save these settings (under the folder's lock)."""
         self.check_same_settings()
-        selections.check_labels(self)
+        preflight.check_grid(self)
         atomic.write_text(self.out / SETTINGS_FILE, self.config.to_yaml())
 
     def check_same_settings(self) -> None:

@@ -21,12 +21,10 @@ from typing import Any, Protocol
 from condpretrain import atomic
 from condpretrain.config import SelectConfig
 from condpretrain.config.select import fused_methods
-from condpretrain.data.sources import open_target
 from condpretrain.dist import is_main_process
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.grid import Layout, selection_done
 from condpretrain.experiment.schema import ExperimentConfig
-from condpretrain.registry import SCORERS
 from condpretrain.scoring.cost import device_hours
 
 
@@ -66,34 +64,6 @@ class CellSelection:
 
 
 # --------------------------------------------------------------------------- the work
-
-
-def check_labels(grid: Grid) -> None:
-    """Refuse, before any work, a method that needs its target's labels (for the
-    target-trained model it reads) on a target that has none, such as a VOC folder: its
-    cells would fail only when their turn came, maybe hours into the grid."""
-    config = grid.config
-    for target in config.targets:
-        if config.mix_of(target) is not None:
-            continue  # its parts are targets of the file, checked as such
-        needing = [method for method in config.methods
-                   if any(_needs_labels(grid.select_config(target, part, config.seeds[0]))
-                          for part in fused_methods(method) or [method])]
-        if not needing:
-            continue
-        path = config.target_path(target)
-        if not open_target(path, f"targets.{target}").labelled:
-            free = [name for name in SCORERS.names(having="in_paper")
-                    if not _needs_labels(grid.select_config(target, name, config.seeds[0]))]
-            raise CondPretrainError(
-                f"targets.{target}: {path} is unlabelled, and methods {', '.join(needing)} "
-                f"need its labels (a target-trained model): use methods that do not "
-                f"({', '.join(free)}), or give them other features, METHOD@moco:target "
-                "(a MoCo-v2 trained on the target: the paper's for VOC) or METHOD@classic")
-
-
-def _needs_labels(config: SelectConfig) -> bool:
-    return bool(SCORERS.get_class(config.method).needs_labels(config))
 
 
 def fuse_from(grid: Grid, target: str, method: str, seed: int) -> str | None:
@@ -255,6 +225,5 @@ def _count_rows(path: Path) -> int | str:
         return ""
 
 
-__all__ = ["Grid", "ScoringCharge", "CellSelection", "check_labels", "fuse_from", "scored",
-           "cell_selection",
+__all__ = ["Grid", "ScoringCharge", "CellSelection", "fuse_from", "scored", "cell_selection",
            "select_step", "scoring_charge", "combined", "selection_seconds", "read_object"]
