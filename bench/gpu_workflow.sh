@@ -110,4 +110,25 @@ finetune: {device: $DEVICE, workers: $WORKERS, epochs: $EPOCHS, batch_size: $BAT
 YAML
 step "run-grid" condpretrain run "$OUT/grid.yaml" --out "$OUT/grid"
 step "report" condpretrain report "$OUT/grid"
+# The grid's detection and segmentation targets: a cell each, from a subset selected for
+# the VOC folder (random: a VOC folder has no class labels for the target-trained model).
+cat >"$OUT/grid-voc.yaml" <<YAML
+name: gpu-workflow-voc
+preset: $PRESET
+pool: [$POOLDIR]
+targets:
+  voc-det: {path: $OUT/voc, task: detect}
+  voc-seg: {path: $OUT/voc, task: segment}
+methods: [random]
+budgets: [0.06]
+resolutions: [$LO]
+seeds: [0]
+baselines: false
+select: {device: $DEVICE, workers: $WORKERS}
+pretrain: {device: $DEVICE, workers: $WORKERS, epochs: $EPOCHS, batch_size: $BATCH}
+detect: {device: $DEVICE, workers: $WORKERS, iterations: $ITERS, lr_steps: [$((ITERS * 3 / 4))],
+         precise_bn: $((ITERS / 10 + 1))}
+segment: {device: $DEVICE, workers: $WORKERS, epochs: 2}
+YAML
+step "run-grid-voc" condpretrain run "$OUT/grid-voc.yaml" --out "$OUT/grid-voc"
 echo "every workflow command ran on $DEVICE; logs in $OUT/logs"
