@@ -250,3 +250,22 @@ def test_a_mix_trains_each_part_with_its_own_task(tmp_path: Path, two_part_pool:
     assert shared["cars"]["pretrain_dir"] == shared["voc07"]["pretrain_dir"]
     assert float(shared["voc07"]["ap50"]) > 0 and shared["voc07"]["finetune_dir"].startswith(
         "detect/voc07/supervised-16/subset-for-both/")
+
+
+def test_run_check_reports_the_work_left_and_runs_nothing(grid: Path, tmp_path: Path, capsys):
+    from condpretrain.cli import main
+
+    out = tmp_path / "out"
+    assert main(["run", str(grid), "--out", str(out), "--check"]) == 0
+    said = capsys.readouterr().out
+    # per target: random init, entire pool, random 50 %; the entire-pool run serves all
+    assert "9 cell(s), 0 already done" in said
+    assert "3 select, 4 pretrain, 3 finetune, 3 detect, 3 segment" in said
+    assert not out.exists()  # nothing written
+    run(grid, out, Recording().steps())
+    assert main(["run", str(grid), "--out", str(out), "--check"]) == 0
+    assert "9 cell(s), 9 already done" in capsys.readouterr().out
+    (tmp_path / "VOC2007" / "ImageSets" / "Main" / "test.txt").unlink()
+    assert main(["run", str(grid), "--out", str(out), "--check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "targets.voc07" in err[0] and "test.txt" in err[0]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from condpretrain.cli.flags import add_config_flags, flag_values
 from condpretrain.demo import DemoConfig, demo
+from condpretrain.experiment import Experiment, load_experiment
 from condpretrain.experiment.launch import Submission, launch
 from condpretrain.registry import LAUNCHERS
 from condpretrain.report import report
@@ -30,6 +31,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("experiment", metavar="EXPERIMENT.yaml", help="the experiment file")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (results.csv)")
     parser.add_argument("--no-report", action="store_true", help="do not write the report after")
+    parser.add_argument("--check", action="store_true",
+                        help="check the file, the folder's earlier settings and the targets' "
+                             "data (labels, VOC folders), print the work left, run nothing")
     parser.add_argument("--launcher", default="local", choices=LAUNCHERS.names(),
                         help="local: this process runs every cell (default); slurm: every "
                              "step a Slurm job, resources from the file's slurm section")
@@ -57,6 +61,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.check:
+        return _check(args)
     result = launch(args.experiment, args.out, args.launcher)
     if isinstance(result, Submission):
         if not result.complete:  # the jobs write results.csv; the report comes after
@@ -68,6 +74,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{result.ran} cell(s) run, {result.skipped} already done -> {result.results_csv}")
     if not args.no_report:
         _print_report(report(args.out))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    found = Experiment(load_experiment(args.experiment), args.out).check()
+    steps = ", ".join(f"{count} {kind}" for kind, count in found.steps.items()) or "none"
+    print(f"{args.experiment}: checked; {found.cells} cell(s), {found.done} already done in "
+          f"{args.out}; steps to run: {steps}")
     return 0
 
 

@@ -52,7 +52,15 @@ from condpretrain.experiment.selections import (
     scoring_charge,
     selection_seconds,
 )
-from condpretrain.experiment.steps import FINETUNE, PRETRAIN, SELECT, Step
+from condpretrain.experiment.steps import (
+    COLLECT,
+    FINETUNE,
+    PRETRAIN,
+    SELECT,
+    Step,
+    done_keys,
+    pending,
+)
 from condpretrain.experiment.target_schema import FINETUNE_TASK
 from condpretrain.log import get_logger, progress_bar
 from condpretrain.multi_target import merge_selections
@@ -112,6 +120,16 @@ class ExperimentResult:
     rows: list[Row]
     ran: int  # cells computed by this call
     skipped: int  # cells already in results.csv
+
+
+@dataclass
+class GridCheck:
+    """What ``run --check`` found: the grid's cells, those already in results.csv, and
+    the steps left by kind (select, pretrain, the target's task: finetune, detect...)."""
+
+    cells: int
+    done: int
+    steps: dict[str, int]
 
 
 class Experiment:
@@ -197,6 +215,22 @@ class Experiment:
         self.check_same_settings()
         preflight.check_grid(self)
         atomic.write_text(self.out / SETTINGS_FILE, self.config.to_yaml())
+
+    def check(self) -> GridCheck:
+        """What :meth:`prepare` checks, writing nothing, and the work left: ``run
+        --check`` before a long grid or a submission."""
+        self.check_same_settings()
+        preflight.check_grid(self)
+        done = done_keys(self.out)
+        steps = pending(self.config, self.layout)
+        left: dict[str, int] = {}
+        for step in steps.values():
+            if step.kind == COLLECT:  # bookkeeping, not work
+                continue
+            kind = step.cell.task if step.kind == FINETUNE else step.kind
+            left[kind] = left.get(kind, 0) + 1
+        grid = cells(self.config)
+        return GridCheck(len(grid), sum(c.key in done for c in grid), left)
 
     def check_same_settings(self) -> None:
         """Growing a grid (more methods, budgets, seeds...) into the same folder is fine;
@@ -326,5 +360,5 @@ def run(experiment: ExperimentConfig | str | Path, out: str | Path,
     return Experiment(experiment, out, steps).run()
 
 
-__all__ = ["Steps", "Experiment", "ExperimentResult", "run", "SETTINGS_FILE",
+__all__ = ["Steps", "Experiment", "ExperimentResult", "GridCheck", "run", "SETTINGS_FILE",
            "selection_seconds", "scoring_charge", "ScoringCharge"]
