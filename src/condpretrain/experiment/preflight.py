@@ -4,7 +4,8 @@ came, maybe hours into the grid. Each problem is one line naming the target.
 * a method that needs its target's labels (for the target-trained model it reads) on a
   target that has none, such as a VOC folder;
 * a detection or segmentation target's VOC folders: every split the task reads, with
-  its annotations or masks (the task's own up-front checks, a second or a few).
+  its annotations or masks (the task's own up-front checks: seconds, about 5 s for
+  VOC07+12).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Grid(Protocol):
 
 
 def check_grid(grid: Grid) -> None:
+    """Every check, cheapest first."""
     check_labels(grid)
     check_downstream_data(grid)
 
