@@ -212,15 +212,18 @@ class Experiment:
     def prepare(self) -> None:
         """Check the folder's earlier settings and what would fail cells later (see
         :mod:`.preflight`), then save these settings (under the folder's lock)."""
+        self.check_start()
+        atomic.write_text(self.out / SETTINGS_FILE, self.config.to_yaml())
+
+    def check_start(self) -> None:
+        """The folder's earlier settings, and the targets' labels and data."""
         self.check_same_settings()
         preflight.check_grid(self)
-        atomic.write_text(self.out / SETTINGS_FILE, self.config.to_yaml())
 
     def check(self) -> GridCheck:
         """What :meth:`prepare` checks, writing nothing, and the work left: ``run
         --check`` before a long grid or a submission."""
-        self.check_same_settings()
-        preflight.check_grid(self)
+        self.check_start()
         done = done_keys(self.out)
         steps = pending(self.config, self.layout)
         left: dict[str, int] = {}

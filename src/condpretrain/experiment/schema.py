@@ -51,6 +51,7 @@ from condpretrain.experiment.target_schema import (
     DOWNSTREAM_SECTIONS,
     TARGET_SECTIONS,
     TargetSpec,
+    one_or_many,
     parse_targets,
     resolve_target,
     task_of,
@@ -58,11 +59,6 @@ from condpretrain.experiment.target_schema import (
 from condpretrain.registry import PRETRAIN_METHODS, SCORERS
 
 # ------------------------------------------------------------------- value parsers
-
-
-def _one_or_many(value: Any) -> list[Any]:
-    """One value is a list of one: a path may hold spaces or commas, never split it."""
-    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _all_or_none(value: Any) -> Any:
@@ -78,7 +74,7 @@ def _methods(value: Any) -> list[Any]:
     """Each method as ``select --method`` reads it, so ``fuse:A, B`` is ``fuse:A,B`` once
     its parts are checked (the error names the key, not the flag)."""
     try:
-        return [parse_method(method) for method in _one_or_many(value)]
+        return [parse_method(method) for method in one_or_many(value)]
     except CondPretrainError as exc:
         raise CondPretrainError(f"methods: {str(exc).removeprefix('--method ')}") from None
 
@@ -103,7 +99,7 @@ class ExperimentConfig:
     """One experiment file. Paths are resolved against the file's folder."""
 
     pool: list[str] = option(help="pool sources: FOLDER, NAME=FOLDER or a manifest CSV",
-                             parse=_one_or_many)
+                             parse=one_or_many)
     targets: dict[str, TargetSpec] = option(
         help="target datasets: {name: folder} or {name: {path: folder, finetune: {...}, "
         "select: {...}}} (the target's own options), {name: {path: VOC folder, task: "

@@ -40,6 +40,11 @@ TARGET_KEYS = ("path", "task", "voc", *TARGET_SECTIONS)
 TargetSpec = str | dict[str, Any]
 
 
+def one_or_many(value: Any) -> list[Any]:
+    """One value is a list of one: a path may hold spaces or commas, never split it."""
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def parse_targets(value: Any) -> dict[str, TargetSpec]:
     """``{name: spec}``, or a list of ``NAME=FOLDER`` or ``FOLDER`` (named after it). A
     section's options are checked later, by ``schema.parse_target``, with the sections
@@ -47,8 +52,7 @@ def parse_targets(value: Any) -> dict[str, TargetSpec]:
     if isinstance(value, dict):
         pairs = [(str(name), spec) for name, spec in value.items()]
     else:
-        items = list(value) if isinstance(value, (list, tuple)) else [value]
-        pairs = [_target_pair(spec) for spec in items]
+        pairs = [_target_pair(spec) for spec in one_or_many(value)]
     targets: dict[str, TargetSpec] = {}
     for name, spec in pairs:
         if not name or "/" in name or name.startswith("."):
@@ -102,7 +106,7 @@ def _voc_folders(value: Any, task: str, key: str) -> list[str]:
     if task == FINETUNE_TASK:
         raise CondPretrainError(f"{key}: only a detect or segment target trains on VOC "
                                 "folders (set task)")
-    folders = [text(v, key) for v in (value if isinstance(value, (list, tuple)) else [value])]
+    folders = [text(v, key) for v in one_or_many(value)]
     allowed = DOWNSTREAM_TASKS.attribute(task, "voc_folders", 1)
     if not folders or (allowed is not None and len(folders) != allowed):
         wanted = "one or more" if allowed is None else str(allowed)
@@ -144,4 +148,4 @@ def resolve_target(spec: TargetSpec, resolve: Any) -> TargetSpec:
 
 
 __all__ = ["FINETUNE_TASK", "DOWNSTREAM_SECTIONS", "TASKS", "TARGET_SECTIONS", "TARGET_KEYS",
-           "TargetSpec", "parse_targets", "target_spec", "task_of", "resolve_target", "text"]
+           "TargetSpec", "one_or_many", "parse_targets", "target_spec", "task_of", "resolve_target", "text"]

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from condpretrain.data.images import load_rgb
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.results import RANDOM_INIT, method_label, method_order
-from condpretrain.report.tables import headline_metric, number, stat
+from condpretrain.report.tables import EXTRA_METRIC_NAMES, headline_metric, number, stat
 
 MARKERS = "os^Dv<>pPX*h"
 
@@ -60,10 +60,6 @@ def error_bar_caption(rows: list[dict[str, str]], metric: str | None = None) -> 
     return f"mean ± std over {n} seeds; bars: std of accuracy and, where it varies, of cost"
 
 
-# The y axis of each headline metric (tables.headline_metric); results.csv has percent.
-METRIC_AXES = {"top1": "top1", "ap50": "AP50", "miou": "mIoU"}
-
-
 def accuracy_vs_cost(rows: list[dict[str, str]], metric: str | None = None) -> bytes:
     """One point per cell (mean over seeds): accuracy against pre-training cost, with
     error bars of the std over seeds in accuracy and, where it varies, in cost. The
@@ -100,7 +96,7 @@ def accuracy_vs_cost(rows: list[dict[str, str]], metric: str | None = None) -> b
                         alpha=0.9 if mode == first_mode else 0.6)
         ax.set_title(target)
         ax.set_xlabel("pre-training cost (device-hours)")
-        ax.set_ylabel(f"{METRIC_AXES.get(shown, shown)} (%)")
+        ax.set_ylabel(f"{EXTRA_METRIC_NAMES.get(shown, shown)} (%)")  # results.csv: percent
         ax.grid(alpha=0.3)
         if t == 0:
             note = ", ".join(f"{MARKERS[i % len(MARKERS)]} {res}px"
