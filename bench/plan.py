@@ -5,6 +5,7 @@
         --methods random,domain-classifier --budgets 0.25      # the small preset's schedules
     python bench/plan.py --device cuda --preset small --pool-per-class 2000 \
         --pretrain-epochs 0 --finetune-epochs 0 --threads 8                    # a GPU
+    python bench/plan.py --task detect --task-length 40     # a detection target (VOC)
 
 Makes a pool of photo-like JPEGs (4 classes) and a labelled target (2 classes), runs
 `condpretrain plan ... --out OUT`, then `condpretrain run` of the same grid into OUT (both
@@ -33,9 +34,16 @@ import yaml
 from _util import print_table
 from PIL import Image
 
-from condpretrain.experiment.results import read_results
-from condpretrain.plan.record import PLAN_FILE, STAGE_COLUMNS, read_plan
-from condpretrain.report.plan_table import comparisons, median_abs_error, total_comparisons
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from vocgen import make_voc  # noqa: E402  (the tests' VOC drawer: boxes and masks)
+
+from condpretrain.experiment.results import read_results  # noqa: E402
+from condpretrain.plan.record import PLAN_FILE, STAGE_COLUMNS, read_plan  # noqa: E402
+from condpretrain.report.plan_table import (  # noqa: E402
+    comparisons,
+    median_abs_error,
+    total_comparisons,
+)
 
 
 def photo(rng: np.random.Generator, tint: np.ndarray, size: tuple[int, int]) -> Image.Image:
@@ -93,6 +101,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="compute threads per process (OMP_NUM_THREADS): on a machine "
                              "shared with other jobs, one thread keeps timings steady")
+    parser.add_argument("--task", default="finetune", choices=("finetune", "detect", "segment"),
+                        help="what trains on the target: a detect or segment target is a "
+                             "drawn VOC folder of --target-train + --target-test images")
+    parser.add_argument("--task-length", type=int, default=0,
+                        help="detect --iterations or segment --epochs (0: the preset's)")
+    parser.add_argument("--voc-size", type=int, default=96, help="a VOC image's side (px)")
     parser.add_argument("--out", default=None, help="keep the experiment folder here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,19 +114,33 @@ def main() -> None:
         out = Path(args.out) if args.out else work / "out"
         pool, target = make_data(work / "data", args.pool_per_class, args.target_train,
                                  args.target_test)
+        if args.task != "finetune":  # a VOC folder (tests/vocgen.py draws it)
+            target = make_voc(work / "data" / "VOC2007", train=args.target_train,
+                              test=args.target_test, size=args.voc_size)
         grid = {"methods": args.methods, "budgets": args.budgets,
                 "resolutions": args.resolutions, "modes": args.modes}
-        sections = {name: {"epochs": epochs} if epochs else {} for name, epochs in
-                    (("pretrain", args.pretrain_epochs), ("finetune", args.finetune_epochs))}
+        length = {"detect": "iterations", "segment": "epochs"}.get(args.task)
+        sections = {name: {option: value} if value else {} for name, option, value in
+                    (("pretrain", "epochs", args.pretrain_epochs),
+                     ("finetune", "epochs", args.finetune_epochs),
+                     (args.task, length, args.task_length)) if option}
+        if args.task != "finetune":
+            del sections["finetune"]
         flags = [f"--{k}={v}" for k, v in grid.items()]
         flags += [f"--{k}={json.dumps(v)}" for k, v in sections.items() if v]
         if args.steps:
             flags.append(f"--steps={args.steps}")
+        name = "cars"
+        if args.task != "finetune":
+            flags.append(f"--task={args.task}")
+            name = "voc"
         plan_seconds = cli(args.threads, "plan", "--source", f"pool={pool}", "--target",
-                           f"cars={target}", "--preset", args.preset, "--device", args.device,
+                           f"{name}={target}", "--preset", args.preset, "--device", args.device,
                            "--out", str(out), *flags)
+        spec = str(target) if args.task == "finetune" else {"path": str(target),
+                                                              "task": args.task}
         experiment = {"name": "bench-plan", "preset": args.preset, "pool": [f"pool={pool}"],
-                      "targets": {"cars": str(target)},
+                      "targets": {name: spec},
                       **{k: v.split(",") for k, v in grid.items()},
                       "select": {"device": args.device},
                       **{k: {**v, "device": args.device} for k, v in sections.items()}}

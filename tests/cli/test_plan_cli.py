@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from vocgen import make_voc
 
 from condpretrain.cli import main
 from condpretrain.experiment.results import KEY_COLUMNS
@@ -76,3 +77,33 @@ def test_the_target_is_required(two_part_pool: Path, tmp_path: Path, capsys):
     assert main(["plan", "--source", str(two_part_pool), "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == ("condpretrain plan: error: --target: give the target "
                                        "dataset\n")
+
+
+def test_a_detection_target_is_planned(two_part_pool: Path, tmp_path: Path):
+    voc = make_voc(tmp_path / "VOC2007", train=8, test=4, size=48)
+    out = tmp_path / "exp"
+    result = cli("plan", "--source", str(two_part_pool), "--target", f"voc07={voc}",
+                 "--task", "detect", "--detect", "{iterations: 6}", "--test-images", "2",
+                 "--methods", "random", "--budgets", "25%", "--resolutions", "16",
+                 "--baselines", "entire-pool", "--out", str(out), *QUICK)
+    assert result.returncode == 0, result.stderr
+    plan = json.loads((out / "plan.json").read_text())
+    detect = [job for job in plan["jobs"] if job["stage"] == "finetune"]
+    # one detection run per cell, in the runner's folders, with the real run's work
+    assert [job["key"].split("/")[:2] for job in detect] == [["detect", "voc07"]] * 2
+    assert all(job["iterations"] == 6 and job["test_images"] == 4 for job in detect)
+    assert all(c["finetune_device_hours"] > 0 for c in plan["cells"])
+    assert plan["calibration"]["runs"]["finetune"]["supervised"]["test_images"] == 2
+    assert " detect " in result.stdout.splitlines()[1]  # the column's title
+
+
+def test_a_method_needing_labels_is_refused_for_a_voc_target(two_part_pool: Path,
+                                                              tmp_path: Path, capsys):
+    voc = make_voc(tmp_path / "VOC2007", train=4, test=2, size=32)
+    assert main(["plan", "--source", str(two_part_pool), "--target", f"voc07={voc}",
+                 "--task", "detect", "--methods", "clustering-min", "--out",
+                 str(tmp_path / "o"), *QUICK]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]  # after the lines listing the target
+    assert last.startswith("condpretrain plan: error: targets.voc07: ")
+    assert "clustering-min need its labels" in last
+    assert not (tmp_path / "o").exists()

@@ -9,15 +9,19 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from vocgen import make_voc
 
-from condpretrain.config import PlanConfig, build_config
+from condpretrain.config import DetectConfig, PlanConfig, SegmentConfig, build_config
 from condpretrain.data.sources import open_pool
+from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.grid import Cell
 from condpretrain.experiment.runner import Experiment
 from condpretrain.plan.calibrate import MIN_EPOCHS, calibrate_pretrain, calibration_schedule
 from condpretrain.plan.calibrate_select import MODEL_EPOCHS, _epochs_option, model_kind
+from condpretrain.plan.calibrate_task import calibrate_task, shortened, task_rate
 from condpretrain.plan.clock import CallTimer, StepClock, epoch_rate, run_rate
 from condpretrain.plan.make import experiment_config
+from condpretrain.plan.rates import TaskWork
 from condpretrain.train.loop import Trainer
 from condpretrain.train.metrics import StepOutput
 
@@ -157,3 +161,54 @@ def test_a_short_real_pretraining_is_measured(two_part_pool: Path, stripes_targe
     run_dir = tmp_path / "work" / "pretrain-supervised-16" / "run"
     cost = json.loads((run_dir / "run.json").read_text())
     assert cost["cache_seconds"] == 0 and cost["images"] == run["epochs"] * run["images"]
+
+
+def test_task_rate_separates_iterations_the_bn_pass_the_test_pass_and_once():
+    starts = [0.0, 2.0, 2.5, 3.0, 3.5, 4.0]  # the first gap: warm-up
+    ran = TaskWork(iterations=6, precise_bn_batches=4, train_images=12, test_images=10)
+    rate = task_rate([starts], warmup=1, wall_seconds=10.0, ran=ran, precise_seconds=0.8,
+                     evaluation_seconds=2.0, load_seconds=0.3)
+    assert rate.step_seconds == pytest.approx(0.5)
+    assert rate.precise_bn_seconds == pytest.approx(0.2)
+    assert rate.evaluation_seconds == pytest.approx(0.2)
+    # the rest of the run, and reading the real run's split lists, are paid once
+    assert rate.fixed_seconds == pytest.approx(10.0 - 6 * 0.5 - 0.8 - 2.0 + 0.3)
+    assert rate.seconds(ran) == pytest.approx(10.0 + 0.3)
+    with pytest.raises(CondPretrainError, match="a rate needs two"):
+        task_rate([starts[:1]], 0, 1.0, ran, 0.0, 0.0, 0.0)
+    with pytest.raises(CondPretrainError, match="expected one training run"):
+        task_rate([starts, starts], 0, 1.0, ran, 0.0, 0.0, 0.0)
+
+
+def test_a_task_is_shortened_by_its_own_length_option():
+    detect = build_config(DetectConfig, "paper")
+    assert shortened(detect, ("epochs", "iterations"), 220, 50).iterations == 220
+    segment = build_config(SegmentConfig, "paper")
+    assert shortened(segment, ("epochs", "iterations"), 220, 50).epochs == 5  # 250 its
+    with pytest.raises(CondPretrainError, match="no option sets the length"):
+        shortened(segment, ("iterations",), 220, 50)
+
+
+@pytest.mark.parametrize("task", ["detect", "segment"])
+def test_a_short_real_downstream_run_is_measured(task, two_part_pool: Path, tmp_path: Path):
+    voc = make_voc(tmp_path / "VOC2007", train=12, test=6, size=48)
+    config = build_config(PlanConfig, "quick", steps=4, warmup_steps=1, device="cpu",
+                          test_images=3, resolutions=[16], methods=["random"], task=task,
+                          **{task: {"iterations": 40} if task == "detect" else {"epochs": 20}})
+    exp = Experiment(experiment_config([str(two_part_pool)], f"voc={voc}", config, "quick"),
+                     tmp_path / "out")
+    cell = Cell("voc", "supervised", 16, 0.06, "random", 0, task=task)
+    rate, work, ran = calibrate_task(exp, cell, config, tmp_path / "work")
+    # the real run's work: its options on the full splits
+    assert (work.train_images, work.test_images) == (12, 6)
+    assert work.iterations == (40 if task == "detect" else 20 * 12 // 4)
+    assert work.precise_bn_batches == (2 if task == "detect" else 0)
+    # the calibration's: warm-up + steps iterations (or the epochs covering them), a
+    # sample of the test split
+    assert ran["test_images"] == 3
+    assert ran["iterations"] == (5 if task == "detect" else 6)
+    assert rate.step_seconds > 0 and rate.evaluation_seconds > 0 and rate.fixed_seconds > 0
+    assert (rate.precise_bn_seconds > 0) == (task == "detect")
+    result = json.loads((tmp_path / "work" / f"{task}-supervised" / "run" /
+                         "result.json").read_text())
+    assert result["test_images"] == 3

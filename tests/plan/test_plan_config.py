@@ -8,10 +8,20 @@ from condpretrain.config import PRESET_NAMES, PlanConfig, build_config
 from condpretrain.config.plan import BASELINE_ROWS
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.results import BASELINES
+from condpretrain.experiment.target_schema import FINETUNE_TASK, TASKS
+from condpretrain.plan.make import SECTION_KEYS
 
 
 def test_baselines_are_spelled_as_the_results_table_spells_them():
     assert BASELINE_ROWS == BASELINES
+
+
+def test_tasks_and_sections_are_the_experiment_files():
+    assert build_config(PlanConfig, "paper").task == FINETUNE_TASK
+    for task in TASKS:
+        assert build_config(PlanConfig, "paper", task=task).task == task
+    sections = {name for name in SECTION_KEYS if name != "select"}
+    assert sections == {"pretrain", *TASKS}  # a section per command that trains
 
 
 def test_every_preset_builds_and_quick_calibrates_less():
@@ -35,6 +45,9 @@ def test_flags_read_like_an_experiment_file():
     ("budgets", "150%", "--budgets must be in (0, 1)"),
     ("pretrain", "epochs 2", "--pretrain: expected a mapping"),
     ("methods", "best", "--methods must be one of"),
+    ("task", "classify", "--task must be one of"),
+    ("voc", "VOC2007", "--voc: only a detect or segment target trains on VOC folders"),
+    ("segment", "{epochs: 2}", "--segment: options of a task the target does not run"),
 ])
 def test_bad_values_are_one_line_errors(option, value, message):
     with pytest.raises(CondPretrainError, match=message.replace("(", r"\(").replace(")", r"\)")):

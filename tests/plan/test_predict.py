@@ -20,6 +20,8 @@ from condpretrain.plan.rates import (
     RunRate,
     SelectionRates,
     Sizes,
+    TaskRate,
+    TaskWork,
     epoch_images,
     evaluated_epochs,
     pretrain_key,
@@ -187,3 +189,31 @@ def test_the_cells_that_fit_are_a_prefix_in_the_runners_order(tmp_path):
                   and c.plan.cell.budget == 0.2)
     assert second.added < second.charged["select"] + second.charged["pretrain"] + \
         second.charged["finetune"]
+
+
+def test_a_downstream_target_is_priced_by_its_tasks_rate_and_shares_the_pool_run(tmp_path):
+    exp = experiment(tmp_path, targets={"cars": "/data/cars",
+                                        "voc": {"path": "/data/VOC2007", "task": "detect"}},
+                     modes=["supervised", "moco"])
+    priced = rates(modes=("supervised", "moco"))
+    work = TaskWork(iterations=24_000, precise_bn_batches=200, train_images=16_551,
+                    test_images=4_952)
+    for mode, step in (("supervised", 0.5), ("moco", 0.25)):
+        priced.tasks[mode] = TaskRate(step, fixed_seconds=60.0, precise_bn_seconds=0.1,
+                                      evaluation_seconds=0.05)
+        priced.task_work[mode] = work
+    plans, jobs = plan_grid(exp, SIZES, priced)
+    detected = [p for p in plans if p.cell.target == "voc"]
+    assert {p.cell.task for p in detected} == {"detect"} and len(detected) == 6
+    for plan in detected:  # random init included: the task runs whatever the backbone
+        (key,) = plan.jobs["finetune"]
+        step = 0.5 if plan.cell.mode == "supervised" else 0.25
+        assert key.startswith("detect/voc/")
+        assert jobs[key].seconds == pytest.approx(60.0 + 24_000 * step + 200 * 0.1
+                                                  + 4_952 * 0.05)
+        assert jobs[key].detail["task"] == "detect"
+    # the entire-pool pre-training serves both targets: one job, counted once
+    entire = {p.jobs["pretrain"] for p in plans if p.cell.method == "entire-pool"}
+    assert len(entire) == 2  # one per mode
+    cars = next(p for p in plans if p.cell.target == "cars" and p.cell.method != "random-init")
+    assert jobs[cars.jobs["finetune"][0]].detail["epochs"] == 90  # fine-tuned as before

@@ -6,6 +6,7 @@ import argparse
 
 from condpretrain.cli.flags import add_config_flags, add_preset_flags, config_from_args
 from condpretrain.config import PlanConfig
+from condpretrain.config.plan import FINETUNE_TASK
 from condpretrain.errors import CondPretrainError
 from condpretrain.plan import plan
 from condpretrain.plan.make import PlanResult, fits_summary
@@ -19,10 +20,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "plan", help="predict the device-hours of a grid and which cells fit in --hours",
         description="Measure throughput with short real runs on this machine (scoring, "
-                    "pre-training per resolution and mode, fine-tuning), then predict, per "
-                    "cell of the grid, the device-hours of selection, pre-training and "
-                    "fine-tuning that `condpretrain run` will take, and which cells it "
-                    "finishes within --hours. Writes OUT/plan.json; run the experiment into "
+                    "pre-training per resolution and mode, fine-tuning or the target's "
+                    "--task), then predict, per cell of the grid, the device-hours of "
+                    "selection, pre-training and fine-tuning (or detection, segmentation) "
+                    "that `condpretrain run` will take, and which cells it finishes within "
+                    "--hours. Writes OUT/plan.json; run the experiment into "
                     "the same OUT and its report compares predicted with measured cost.")
     parser.add_argument("--source", action="append", metavar="[NAME=]POOL",
                         help="an ImageFolder, flat image folder or path,label CSV; repeat to union")
@@ -47,9 +49,18 @@ def run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def stage_titles(result: PlanResult) -> dict[str, str]:
+    """The stages' column titles; the last is the training on the target: fine-tuning, or
+    its downstream task (results.csv charges either to its finetune_* columns)."""
+    tasks = dict.fromkeys(STAGE_TITLES["finetune"] if c.plan.cell.task == FINETUNE_TASK
+                          else c.plan.cell.task for c in result.cells)
+    return {**STAGE_TITLES, "finetune": "/".join(tasks) or STAGE_TITLES["finetune"]}
+
+
 def print_plan(result: PlanResult) -> None:
     """The cells in the order `run` runs them, their predicted device-hours, the totals."""
-    header = ["cell", *(STAGE_TITLES[s] for s in STAGES), "cell total", "cumulative"]
+    titles = stage_titles(result)
+    header = ["cell", *(titles[s] for s in STAGES), "cell total", "cumulative"]
     if result.hours is not None:
         header.append(f"fits {result.hours:g} h")
     rows = []
@@ -64,7 +75,7 @@ def print_plan(result: PlanResult) -> None:
           "them, each charged all it needs (as results.csv charges it)")
     _print_table(header, rows)
     print("\ntotal, shared work counted once: " + ", ".join(
-        f"{STAGE_TITLES[s]} {hours_text(result.once[s])}" for s in STAGES)
+        f"{titles[s]} {hours_text(result.once[s])}" for s in STAGES)
         + f", all {hours_text(result.once['total'])} device-hours "
           f"(rows' charges summed: {hours_text(result.charged['total'])})")
     fits = fits_summary(result.cells)

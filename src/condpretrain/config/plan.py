@@ -16,11 +16,18 @@ from condpretrain.config import common
 from condpretrain.config.base import PRESET_NAMES, Config
 from condpretrain.config.load import yaml_loads
 from condpretrain.config.options import option
-from condpretrain.registry import PRETRAIN_METHODS, SCORERS
+from condpretrain.errors import CondPretrainError
+from condpretrain.registry import DOWNSTREAM_TASKS, PRETRAIN_METHODS, SCORERS
 
 # The two baseline rows of the results table (experiment/results.py names them; the
 # config layer sits below it, and tests/plan checks that both spell them alike).
 BASELINE_ROWS = ("random-init", "entire-pool")
+# The task of a classification target (experiment/target_schema.py names it too).
+FINETUNE_TASK = "finetune"
+
+
+def _tasks() -> list[str]:
+    return [FINETUNE_TASK, *DOWNSTREAM_TASKS.choices()()]
 
 
 def _all_or_none(value: Any) -> Any:
@@ -87,6 +94,22 @@ class PlanConfig(Config):
                                       help="options of `finetune`, as an experiment file's "
                                       "section (a mode's name holds that mode's own)",
                                       metavar="YAML")
+    task: str = option(FINETUNE_TASK, "what trains on the target after pre-training: "
+                       "finetune (a classification target) or a downstream task (detect, "
+                       "segment: the target is a VOC folder)", choices=_tasks)
+    voc: list[str] = option(default_factory=list, help="the VOC folders a detect or segment "
+                            "target trains on, the first one tested (default: the target's "
+                            "folder), as the experiment file's `voc:`", metavar="FOLDER",
+                            parse=lambda value: [value] if isinstance(value, str) else value,
+                            unique=True)
+    detect: dict[str, Any] = option(default_factory=dict, parse=parse_section,
+                                    help="options of `detect`, as an experiment file's "
+                                    "section (a mode's name holds that mode's own)",
+                                    metavar="YAML")
+    segment: dict[str, Any] = option(default_factory=dict, parse=parse_section,
+                                     help="options of `segment`, as an experiment file's "
+                                     "section (a mode's name holds that mode's own)",
+                                     metavar="YAML")
     # A few hundred steps give a rate within a few per cent on a GPU; the first steps
     # (allocator growth, cuDNN autotuning, first decodes) are not part of the rate.
     steps: int = option(200, "calibration: training steps timed per kind of run, after "
@@ -94,15 +117,27 @@ class PlanConfig(Config):
     warmup_steps: int = option(20, "calibration: steps run before the timing starts", low=0)
     score_batches: int = option(50, "calibration: batches scored per selection method",
                                 low=2)
+    test_images: int = option(200, "calibration: test images a detect or segment "
+                              "calibration run evaluates (the test pass is priced per image)",
+                              low=1)
     device: str = common.device()
 
     # Every preset the commands know; the CPU ones calibrate less (a calibration is
     # never longer than the runs it prices, see plan/calibrate.py).
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         **{name: {} for name in PRESET_NAMES},
-        "small": {"steps": 60, "warmup_steps": 5, "score_batches": 8},
-        "quick": {"steps": 30, "warmup_steps": 3, "score_batches": 4},
+        "small": {"steps": 60, "warmup_steps": 5, "score_batches": 8, "test_images": 20},
+        "quick": {"steps": 30, "warmup_steps": 3, "score_batches": 4, "test_images": 4},
     }
 
+    def check(self) -> None:
+        if self.voc and self.task == FINETUNE_TASK:
+            raise CondPretrainError("--voc: only a detect or segment target trains on VOC "
+                                    "folders (give --task)")
+        for task in ("detect", "segment"):
+            if getattr(self, task) and self.task != task:
+                raise CondPretrainError(f"--{task}: options of a task the target does not "
+                                        f"run (give --task {task})")
 
-__all__ = ["PlanConfig", "BASELINE_ROWS", "parse_section"]
+
+__all__ = ["PlanConfig", "BASELINE_ROWS", "FINETUNE_TASK", "parse_section"]

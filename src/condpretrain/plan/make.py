@@ -17,15 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from condpretrain.config import PlanConfig, build_config, to_dict
+from condpretrain.config.plan import FINETUNE_TASK
 from condpretrain.data.sources import ImageIndex, Target, open_pool, open_target, parse_spec
 from condpretrain.device import device_kind, resolve_device
 from condpretrain.experiment.grid import Cell
+from condpretrain.experiment.preflight import check_grid
 from condpretrain.experiment.results import KEY_COLUMNS
 from condpretrain.experiment.runner import Experiment
 from condpretrain.experiment.schema import ExperimentConfig, parse_experiment
 from condpretrain.log import get_logger
 from condpretrain.plan.calibrate import calibrate_finetune, calibrate_pretrain
 from condpretrain.plan.calibrate_select import calibrate_selection
+from condpretrain.plan.calibrate_task import calibrate_task
 from condpretrain.plan.predict import (
     STAGES,
     CellCost,
@@ -34,12 +37,24 @@ from condpretrain.plan.predict import (
     schedule,
     totals,
 )
-from condpretrain.plan.rates import LinearCost, Rates, RunRate, Sizes, pretrain_key
+from condpretrain.plan.rates import (
+    LinearCost,
+    Rates,
+    RunRate,
+    Sizes,
+    TaskRate,
+    TaskWork,
+    pretrain_key,
+)
 from condpretrain.plan.record import PLAN_FILE, STAGE_COLUMNS, write_plan
 
 log = get_logger(__name__)
 
 PROCESSES = 1  # the calibration measures one process on one device
+# The plan's options that an experiment file holds, under the same names.
+SECTION_KEYS = ("select", "pretrain", "finetune", "detect", "segment")
+GRID_KEYS = ("methods", "budgets", "resolutions", "modes", "seeds", "baselines",
+             *SECTION_KEYS)
 
 
 @dataclass
@@ -65,6 +80,7 @@ def make_plan(sources: list[str] | str, target: str, out: str | Path,
     experiment = Experiment(experiment_config(sources, target, config, preset), out)
     started = time.perf_counter()
     pool, target_set, index_seconds = _listed(experiment)
+    check_grid(experiment)  # what `run` refuses at its start, refused before calibrating
     sizes = Sizes(len(pool), len(target_set.train),
                   len(target_set.test) if target_set.test is not None else 0)
     work = out / f".plan-calibration-{os.getpid()}"
@@ -98,11 +114,13 @@ def experiment_config(sources: list[str], target: str, config: PlanConfig, prese
                       ) -> ExperimentConfig:
     """The experiment file the plan stands for, checked as one (sections included)."""
     name, path = parse_spec(target)
-    data = {"name": "plan", "pool": sources, "targets": {name: str(path)}, "preset": preset,
-            **{key: getattr(config, key) for key in ("methods", "budgets", "resolutions",
-                                                     "modes", "seeds", "baselines",
-                                                     "select", "pretrain", "finetune")}}
-    return parse_experiment(data, where="--select/--pretrain/--finetune", base=Path.cwd())
+    spec: str | dict[str, Any] = str(path)
+    if config.task != FINETUNE_TASK:
+        spec = {"path": str(path), "task": config.task, **({"voc": config.voc}
+                                                          if config.voc else {})}
+    data = {"name": "plan", "pool": sources, "targets": {name: spec}, "preset": preset,
+            **{key: getattr(config, key) for key in GRID_KEYS}}
+    return parse_experiment(data, where="--" + "/--".join(SECTION_KEYS), base=Path.cwd())
 
 
 def _listed(experiment: Experiment) -> tuple[ImageIndex, Target, float]:
@@ -128,7 +146,10 @@ def calibrate(experiment: Experiment, pool: ImageIndex, target: Target, index_se
     pretrain_cache: dict[int, LinearCost] = {}
     finetune: dict[str, RunRate] = {}
     finetune_cache: dict[int, LinearCost] = {}
+    tasks: dict[str, TaskRate] = {}
+    task_work: dict[str, TaskWork] = {}
     runs: dict[str, Any] = {"select": select_runs, "pretrain": {}, "finetune": {}}
+    task = grid.target_task(name)
     for mode in grid.modes:
         for resolution in grid.resolutions:
             cell = Cell(name, mode, resolution, min(grid.budgets), grid.methods[0], seed)
@@ -137,12 +158,18 @@ def calibrate(experiment: Experiment, pool: ImageIndex, target: Target, index_se
             pretrain[key] = rate
             pretrain_cache.setdefault(resolution, cache)  # later builds find it made
             runs["pretrain"][key] = run
-        cell = Cell(name, mode, grid.resolutions[0], min(grid.budgets), grid.methods[0], seed)
+        cell = Cell(name, mode, grid.resolutions[0], min(grid.budgets), grid.methods[0], seed,
+                    task=task)
+        if task != FINETUNE_TASK:  # the target's downstream task trains instead
+            tasks[mode], task_work[mode], runs["finetune"][mode] = calibrate_task(
+                experiment, cell, config, work)
+            continue
         rate, cache, run = calibrate_finetune(experiment, cell, target, config, work)
         finetune[mode] = rate
         finetune_cache.setdefault(experiment.finetune_config(cell, None).resolution, cache)
         runs["finetune"][mode] = run
-    return Rates(selection, pretrain, pretrain_cache, finetune, finetune_cache), runs
+    return Rates(selection, pretrain, pretrain_cache, finetune, finetune_cache, tasks,
+                 task_work), runs
 
 
 def cell_entry(cost: CellCost) -> dict[str, Any]:

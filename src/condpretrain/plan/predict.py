@@ -21,6 +21,7 @@ from condpretrain.config import FinetuneConfig
 from condpretrain.experiment.grid import Cell, cells
 from condpretrain.experiment.results import BASELINES, ENTIRE_POOL, RANDOM_INIT
 from condpretrain.experiment.runner import Experiment
+from condpretrain.experiment.target_schema import FINETUNE_TASK
 from condpretrain.plan.rates import (
     Rates,
     SelectionRates,
@@ -135,6 +136,11 @@ def _finetune_job(experiment: Experiment, cell: Cell, sizes: Sizes, rates: Rates
                   jobs: dict[str, Job]) -> str:
     layout = experiment.layout
     key = layout.relative(layout.finetune_dir(cell))
+    if cell.task != FINETUNE_TASK:  # its downstream task trains on the target instead
+        work = rates.task_work[cell.mode]
+        jobs.setdefault(key, Job(key, "finetune", rates.tasks[cell.mode].seconds(work),
+                                 {"task": cell.task, **dataclasses.asdict(work)}))
+        return key
     config = finetune_recipe(experiment, cell)
     assert config.epochs is not None  # resolve() fills it
     trained = epoch_images(sizes.target_train, config.batch_size, drop_last=False)

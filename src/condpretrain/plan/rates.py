@@ -7,7 +7,9 @@ applied to (:mod:`.predict` prices a grid's runs with them).
   the evaluation (the next loader's start-up, the checkpoint), ``fixed`` what happens
   once (warm-up, the first loader, the last evaluation and the final saves); a scorer's
   cached model, trained on the target itself, costs ``fixed + epochs x epoch``
-  (:class:`ModelRate`);
+  (:class:`ModelRate`); a downstream task's run (detect, segment), counted in
+  iterations, costs ``fixed + iterations x step + precise-BN batches x its pass + test
+  images x evaluation`` (:class:`TaskRate`);
 * a pass over images (building an image cache, scoring the pool, what every selection
   does besides scoring: searching the pool for copies of evaluation images, writing the
   outputs) costs ``fixed + images x per_image`` per call (:class:`LinearCost`).
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from condpretrain.config import SelectConfig
 from condpretrain.train.data import EpochBatches, EpochSampler
@@ -81,6 +83,36 @@ class RunRate:
 
 
 @dataclass(frozen=True)
+class TaskWork:
+    """What a downstream task's run (detect, segment) will do: its options' schedule on
+    its splits."""
+
+    iterations: int
+    precise_bn_batches: int  # the BatchNorm re-estimation's forward passes
+    train_images: int
+    test_images: int
+
+
+@dataclass(frozen=True)
+class TaskRate:
+    """What a downstream task's run costs on this machine, measured on a short real run:
+    ``fixed + iterations x step + precise-BN batches x precise_bn + test images x
+    evaluation`` seconds. Its iterations are counted, not its epochs: the loader's turn
+    between two epochs is in the mean step at the run's own frequency (same splits, same
+    batch)."""
+
+    step_seconds: float  # one iteration
+    fixed_seconds: float = 0.0  # once: the splits' lists, the model, the first loader, saves
+    precise_bn_seconds: float = 0.0  # one batch of the BatchNorm re-estimation
+    evaluation_seconds: float = 0.0  # one test image
+
+    def seconds(self, work: TaskWork) -> float:
+        return (self.fixed_seconds + work.iterations * self.step_seconds
+                + work.precise_bn_batches * self.precise_bn_seconds
+                + work.test_images * self.evaluation_seconds)
+
+
+@dataclass(frozen=True)
 class ModelRate:
     """A scorer's cached model (trained once, used by several methods): seconds per
     epoch at the real target's size, and once per training (its batch-norm
@@ -134,6 +166,9 @@ class Rates:
     pretrain_cache: dict[int, LinearCost]  # by pre-training resolution
     finetune: dict[str, RunRate]  # by mode (the fine-tuned arch is the mode's)
     finetune_cache: dict[int, LinearCost]  # by fine-tuning resolution
+    # A downstream target's training (instead of fine-tuning), by mode: rate and run.
+    tasks: dict[str, TaskRate] = field(default_factory=dict)
+    task_work: dict[str, TaskWork] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -171,5 +206,5 @@ def epoch_images(images: int, batch_size: int, drop_last: bool) -> int:
     return share // batch_size * batch_size if drop_last else share
 
 
-__all__ = ["LinearCost", "RunRate", "ModelRate", "MethodRate", "SelectionRates", "Rates",
+__all__ = ["LinearCost", "RunRate", "TaskWork", "TaskRate", "ModelRate", "MethodRate", "SelectionRates", "Rates",
            "Sizes", "pretrain_key", "steps_per_epoch", "epoch_images", "evaluated_epochs"]
