@@ -91,7 +91,9 @@ def main() -> None:
     parser.add_argument("--pool-per-class", type=int, default=150)
     parser.add_argument("--target-train", type=int, default=40, help="per class")
     parser.add_argument("--target-test", type=int, default=20, help="per class")
-    parser.add_argument("--methods", default="random,domain-classifier,clustering-min")
+    parser.add_argument("--methods", default="random,domain-classifier,clustering-min",
+                        help="comma-separated, or a YAML list: '[knn@classic, "
+                             "\"fuse:random,knn@classic\"]'")
     parser.add_argument("--budgets", default="0.1,0.25")
     parser.add_argument("--resolutions", default="32,16")
     parser.add_argument("--modes", default="supervised")
@@ -117,8 +119,11 @@ def main() -> None:
         if args.task != "finetune":  # a VOC folder (tests/vocgen.py draws it)
             target = make_voc(work / "data" / "VOC2007", train=args.target_train,
                               test=args.target_test, size=args.voc_size)
-        grid = {"methods": args.methods, "budgets": args.budgets,
-                "resolutions": args.resolutions, "modes": args.modes}
+        # a YAML list when a method is a fusion (its parts are separated by commas)
+        methods = (yaml.safe_load(args.methods) if args.methods.lstrip().startswith("[")
+                   else args.methods.split(","))
+        grid = {"methods": methods, "budgets": args.budgets.split(","),
+                "resolutions": args.resolutions.split(","), "modes": args.modes.split(",")}
         length = {"detect": "iterations", "segment": "epochs"}.get(args.task)
         sections = {name: {option: value} if value else {} for name, option, value in
                     (("pretrain", "epochs", args.pretrain_epochs),
@@ -126,7 +131,7 @@ def main() -> None:
                      (args.task, length, args.task_length)) if option}
         if args.task != "finetune":
             del sections["finetune"]
-        flags = [f"--{k}={v}" for k, v in grid.items()]
+        flags = [f"--{k}={json.dumps(v)}" for k, v in grid.items()]
         flags += [f"--{k}={json.dumps(v)}" for k, v in sections.items() if v]
         if args.steps:
             flags.append(f"--steps={args.steps}")
@@ -141,7 +146,7 @@ def main() -> None:
                                                               "task": args.task}
         experiment = {"name": "bench-plan", "preset": args.preset, "pool": [f"pool={pool}"],
                       "targets": {name: spec},
-                      **{k: v.split(",") for k, v in grid.items()},
+                      **grid,
                       "select": {"device": args.device},
                       **{k: {**v, "device": args.device} for k, v in sections.items()}}
         experiment["budgets"] = [float(b) for b in experiment["budgets"]]

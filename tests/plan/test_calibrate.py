@@ -12,12 +12,17 @@ from torch import nn
 from vocgen import make_voc
 
 from condpretrain.config import DetectConfig, PlanConfig, SegmentConfig, build_config
-from condpretrain.data.sources import open_pool
+from condpretrain.data.sources import open_pool, open_target
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.grid import Cell
 from condpretrain.experiment.runner import Experiment
 from condpretrain.plan.calibrate import MIN_EPOCHS, calibrate_pretrain, calibration_schedule
-from condpretrain.plan.calibrate_select import MODEL_EPOCHS, _epochs_option, model_kind
+from condpretrain.plan.calibrate_select import (
+    MODEL_EPOCHS,
+    _epochs_option,
+    calibrate_selection,
+    model_kind,
+)
 from condpretrain.plan.calibrate_task import calibrate_task, shortened, task_rate
 from condpretrain.plan.clock import CallTimer, StepClock, epoch_rate, run_rate
 from condpretrain.plan.make import experiment_config
@@ -212,3 +217,20 @@ def test_a_short_real_downstream_run_is_measured(task, two_part_pool: Path, tmp_
     result = json.loads((tmp_path / "work" / f"{task}-supervised" / "run" /
                          "result.json").read_text())
     assert result["test_images"] == 3
+
+
+def test_an_embedding_scorer_is_calibrated_with_its_pools_embeddings(
+        two_part_pool: Path, stripes_target: Path, tmp_path: Path):
+    config = build_config(PlanConfig, "quick", device="cpu", score_batches=2,
+                          methods='[knn@classic, "fuse:random,knn@classic"]')
+    exp = Experiment(experiment_config([str(two_part_pool)], str(stripes_target), config,
+                                       "quick"), tmp_path / "out")
+    pool, target = open_pool(exp.config.pool), open_target(str(stripes_target))
+    rates, measured = calibrate_selection(exp, "target", pool, target, 0.0, config,
+                                          tmp_path / "work")
+    # each scored method once, a fusion's parts in its place
+    assert set(rates.methods) == set(measured["methods"]) == {"knn@classic", "random"}
+    assert rates.methods["knn@classic"].models == ("embeddings-classic",)
+    # the pool's embeddings: a cost per pool image, measured at two pool sizes
+    assert rates.embeddings["embeddings-classic"].per_item_seconds > 0
+    assert rates.methods["random"].models == ()

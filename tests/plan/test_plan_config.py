@@ -16,6 +16,13 @@ def test_baselines_are_spelled_as_the_results_table_spells_them():
     assert BASELINE_ROWS == BASELINES
 
 
+def test_methods_read_as_the_experiment_files_fusions_and_features_included():
+    config = build_config(PlanConfig, "paper", methods='[random, "fuse:knn, random", knn@classic]')
+    assert config.methods == ["random", "fuse:knn,random", "knn@classic"]
+    assert build_config(PlanConfig, "paper", methods="random, knn@classic").methods == \
+        ["random", "knn@classic"]
+
+
 def test_tasks_and_sections_are_the_experiment_files():
     assert build_config(PlanConfig, "paper").task == FINETUNE_TASK
     for task in TASKS:
@@ -45,6 +52,8 @@ def test_flags_read_like_an_experiment_file():
     ("budgets", "150%", "--budgets must be in (0, 1)"),
     ("pretrain", "epochs 2", "--pretrain: expected a mapping"),
     ("methods", "best", "--methods must be one of"),
+    ("methods", "random,fuse:knn,random", "a fusion holds commas, so give the methods as a YAML"),
+    ("methods", "best@classic", "--methods: 'best@classic'"),
     ("task", "classify", "--task must be one of"),
     ("voc", "VOC2007", "--voc: only a detect or segment target trains on VOC folders"),
     ("segment", "{epochs: 2}", "--segment: options of a task the target does not run"),

@@ -217,3 +217,32 @@ def test_a_downstream_target_is_priced_by_its_tasks_rate_and_shares_the_pool_run
     assert len(entire) == 2  # one per mode
     cars = next(p for p in plans if p.cell.target == "cars" and p.cell.method != "random-init")
     assert jobs[cars.jobs["finetune"][0]].detail["epochs"] == 90  # fine-tuned as before
+
+
+def test_a_fusion_is_charged_its_parts_scorings_once_and_its_own_ranking(tmp_path):
+    exp = experiment(tmp_path, methods=["knn@classic", "fuse:clustering-min,knn@classic"],
+                     baselines=False)
+    priced = rates()
+    priced.selection.methods["knn@classic"] = MethodRate(1.0, LinearCost(0.5, 0.01),
+                                                         ("embeddings-classic",))
+    priced.selection.embeddings["embeddings-classic"] = LinearCost(3.0, 0.02)
+    plans, jobs = plan_grid(exp, SIZES, priced)
+    knn, fusion = plans
+    embeddings = 3.0 + 0.02 * SIZES.pool
+    every = 10.0 + 5.0 + 0.01 * SIZES.pool
+    knn_scoring = every + 1.0 + 0.5 + 0.01 * SIZES.pool
+    reselect = 0.001 * SIZES.pool
+    assert sum(jobs[k].seconds for k in knn.jobs["select"]) == pytest.approx(
+        knn_scoring + embeddings + reselect)
+    # the fusion: both parts' scorings and their models, its own ranking of their saved
+    # scores (listing the pool, a re-selection's work per part), its re-selection
+    clustering = every + 20.0 + 1.0 + 0.1 * SIZES.pool
+    model = 60.0 + 30 * 30
+    own = 10.0 + 2 * reselect
+    assert sum(jobs[k].seconds for k in fusion.jobs["select"]) == pytest.approx(
+        clustering + model + knn_scoring + embeddings + own + reselect)
+    # knn's scoring and the embeddings are one job each, shared with knn's own cell
+    assert set(knn.jobs["select"][:2]) <= set(fusion.jobs["select"])
+    once = totals(plans, jobs)["select"] * HOUR
+    assert once == pytest.approx(clustering + model + knn_scoring + embeddings + own
+                                 + 2 * reselect)

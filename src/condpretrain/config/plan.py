@@ -16,6 +16,7 @@ from condpretrain.config import common
 from condpretrain.config.base import PRESET_NAMES, Config
 from condpretrain.config.load import yaml_loads
 from condpretrain.config.options import option
+from condpretrain.config.select import fused_methods, method_choices, parse_method
 from condpretrain.errors import CondPretrainError
 from condpretrain.registry import DOWNSTREAM_TASKS, PRETRAIN_METHODS, SCORERS
 
@@ -54,6 +55,32 @@ def parse_section(value: Any) -> Any:
 _AXIS: dict[str, Any] = {"min_items": 1, "unique": True}
 
 
+def parse_methods(value: Any) -> Any:
+    """The methods as an experiment file's ``methods:``: a YAML list (``'[random,
+    "fuse:knn,random"]'``: a fusion holds a comma) or, from a flag, names separated by
+    commas or spaces; each ``METHOD``, ``METHOD@FEATURES`` or ``fuse:A,B``, checked."""
+    if isinstance(value, str):
+        parsed = None
+        if value.lstrip().startswith("["):
+            try:
+                parsed = yaml_loads(value)
+            except Exception:  # noqa: BLE001 - read below as names, and refused as such
+                parsed = None
+        value = parsed if isinstance(parsed, list) else value.replace(",", " ").split()
+    methods = value if isinstance(value, (list, tuple)) else [value]
+    checked = []
+    for method in methods:
+        if isinstance(method, str) and len(fused_methods(method) or ["", ""]) < 2:
+            raise CondPretrainError(f"--methods: {method!r} fuses one method; a fusion holds "
+                                    "commas, so give the methods as a YAML list: --methods "
+                                    "'[random, \"fuse:knn,random\"]'")
+        try:
+            checked.append(parse_method(method))
+        except CondPretrainError as exc:
+            raise CondPretrainError(f"--methods: {str(exc).removeprefix('--method ')}") from None
+    return checked
+
+
 def _paper_methods() -> list[str]:
     return SCORERS.names(having="in_paper")
 
@@ -66,8 +93,10 @@ class PlanConfig(Config):
                                  "`condpretrain run` finishes within them, in its order",
                                  low=0, low_open=True, metavar="H")
     methods: list[str] = option(default_factory=_paper_methods,
-                                help="selection methods (default: the paper's)",
-                                choices=SCORERS.choices(), **_AXIS)
+                                help="selection methods (default: the paper's), each METHOD, "
+                                "METHOD@FEATURES or fuse:A,B (a YAML list when one is a "
+                                "fusion: '[random, \"fuse:knn,random\"]')",
+                                choices=method_choices, parse=parse_methods, **_AXIS)
     budgets: list[float] = option(default_factory=lambda: [0.06, 0.12],
                                   help="shares of the pool to select, e.g. 0.06 or 6%",
                                   low=0, high=1, low_open=True, high_open=True,

@@ -2,7 +2,8 @@
 device-hours of a grid's selection, pre-training and fine-tuning, per cell, and which
 cells fit in the hours available.
 
-    calibrate.py, calibrate_select.py   short real runs of the tool's own code, timed
+    calibrate.py, calibrate_select.py,  short real runs of the tool's own code, timed
+    calibrate_task.py                   (a detection or segmentation target's: the last)
     clock.py                            optimizer-step times -> a run's rate
     rates.py                            the rates, and the loader's epoch arithmetic
     predict.py                          rates x what each run will do -> device-hours

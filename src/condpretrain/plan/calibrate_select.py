@@ -1,12 +1,14 @@
 """Calibration of ``select``: what a selection spends its time on, measured with the
 tool's own code on this machine.
 
-* Each method's real ``fit`` on the target, its cached models trained for a few epochs
-  (``--target-epochs`` / ``--dc-epochs`` set so that they take ``warmup + steps`` steps):
-  the models' seconds per epoch and once per training
+* Each scored method's real ``fit`` on the target (a fusion's parts in its place; a
+  ``METHOD@FEATURES`` on its features), its cached models trained for a few epochs
+  (``--target-epochs`` / ``--dc-epochs`` / ``--moco-epochs`` set so that they take
+  ``warmup + steps`` steps): the models' seconds per epoch and once per training
   (:func:`~condpretrain.plan.clock.epoch_rate`, with the training time their cached files
   record) and the fit's own time beyond them (loading the model, its test accuracy,
-  target features, k-means).
+  target features, k-means). An embedding scorer's fit computes the pool's embeddings:
+  timed at two pool sizes, per pool image and once.
 * Each method's real ``score`` on pool samples of two sizes, after a warm-up batch:
   seconds per pool image, and per call (one call per chunk of ``--chunk-size``).
 * The real ``select`` of the ``random`` method (scores from a hash of the path, no
@@ -24,11 +26,13 @@ import dataclasses
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from condpretrain import atomic
 from condpretrain.config import PlanConfig, SelectConfig
+from condpretrain.config.select import fused_methods, method_and_features
 from condpretrain.data.sources import ImageIndex, Target, write_index_csv
 from condpretrain.device import resolve_device
 from condpretrain.dist import DistContext
@@ -47,11 +51,13 @@ log = get_logger(__name__)
 # The select option that sets the epochs of each kind of cached model, by the start of
 # its file name (scoring/target_model.py, scoring/domain_classifier.py). A model of
 # another kind is priced as the calibration trained it.
-MODEL_EPOCHS = {"target-model": "target_epochs", "domain-classifier": "dc_epochs"}
+MODEL_EPOCHS = {"target-model": "target_epochs", "domain-classifier": "dc_epochs",
+                "moco-target": "moco_epochs"}
 # The method whose selection is what every selection does besides its own fit and
 # scoring: its scores are a hash of each path, no model, no decoding.
 BASE_METHOD = "random"
 _KEY_HASH = re.compile(r"-[0-9a-f]{16}$")
+EMBEDDINGS = "embeddings-"  # a pool's cached embeddings: features/embeddings.py's folder
 
 
 def model_kind(key: str) -> str:
@@ -80,23 +86,31 @@ def calibrate_selection(experiment: Experiment, target_name: str, pool: ImageInd
                         work: Path) -> tuple[SelectionRates, dict]:
     """Every method's rates, the cached models' and what every selection shares."""
     seed = experiment.config.seeds[0]
-    base = experiment.select_config(target_name, experiment.config.methods[0], seed)
+    # the target's select options with a plain method (a method's own features apart)
+    base = experiment.select_config(target_name, BASE_METHOD, seed)
     setting = _setting(base, target, config, work)
     device = resolve_device(config.device)
     order = np.random.default_rng(1).permutation(len(pool))
-    methods, models, measured = {}, {}, {}
-    for method in experiment.config.methods:
-        select_config = dataclasses.replace(setting.config, method=method)
-        context = ScoringContext(select_config, device, work / "select-cache", DistContext())
-        scorer = create_scorer(method, context)
-        scorer.check_target(setting.target)
-        fit, trained = _fit(scorer, setting, pool.take(order[:_pool_for_fit(setting)]), config)
+    methods, models, embeddings, measured = {}, {}, {}, {}
+    for method in scored_methods(experiment.config.methods):
+        name, features = method_and_features(method)
+        select_config = dataclasses.replace(setting.config, method=name,
+                                            features=features or setting.config.features)
+        scorer = _scorer(select_config, device, work, setting)
+        # the pool it fits on holds the images it then scores (an embedding scorer looks
+        # each scored image up among the pool's embeddings its fit computed)
+        fit_pool = _fit_pool(order, _pool_for_fit(setting), select_config, config)
+        fit, trained = _fit(scorer, setting, pool.take(fit_pool), config)
         models.update(trained)
-        shared = list(context.shared_models.values())
+        shared = list(scorer.context.shared_models.values())
         own = max(fit - sum(m.seconds or 0.0 for m in shared if m.trained_here), 0.0)
         score = _score_cost(scorer, pool, order, select_config, config)
-        methods[method] = MethodRate(own * setting.scale, score,
-                                     tuple(model_kind(m.key) for m in shared))
+        kinds = tuple(_kind(m, select_config) for m in shared)
+        for model in shared:
+            if is_embeddings(model):
+                embeddings[_kind(model, select_config)] = _embedding_cost(
+                    model, select_config, device, work, setting, pool.take(fit_pool))
+        methods[method] = MethodRate(own * setting.scale, score, kinds)
         measured[method] = {"fit_seconds": round(fit, 3),
                             "score_images_per_second": _rate_text(score)}
         log.info("calibrated %s: fit %.2fs (own %.2fs), scoring %s img/s", method, fit, own,
@@ -107,16 +121,24 @@ def calibrate_selection(experiment: Experiment, target_name: str, pool: ImageInd
     log.info("calibrated what every selection does: %.3fs + %.3g s per pool image; "
              "re-selection %.3g s per pool image", every.fixed_seconds, every.per_item_seconds,
              again.per_item_seconds)
-    rates = SelectionRates(index_seconds, every, again, methods, models)
+    rates = SelectionRates(index_seconds, every, again, methods, models, embeddings)
     return rates, {"methods": measured, "target_scale": setting.scale,
                    "model_epochs": setting.epochs}
+
+
+def scored_methods(methods: list[str]) -> list[str]:
+    """The methods a grid scores: each once, a fusion's parts in its place (a fusion
+    scores nothing, it ranks its parts' saved scores)."""
+    return list(dict.fromkeys(part for method in methods
+                              for part in fused_methods(method) or [method]))
 
 
 def _setting(base: SelectConfig, target: Target, config: PlanConfig, work: Path) -> _Setting:
     """Train the cached models on the target (sampled when large) by the calibration's
     schedule (:func:`~condpretrain.plan.calibrate.calibration_schedule`): ``warmup +
     steps`` steps or more over a few epochs, but no more epochs than the real models
-    train."""
+    train. A MoCo trained on the target (``moco:target`` features) draws its pool images
+    in the target's proportion, so that its epochs scale as the target's."""
     train = len(target.train)
     plan = calibration_schedule(train, min(base.batch_size, train), False, config,
                                 max(base.target_epochs, base.dc_epochs))
@@ -125,6 +147,8 @@ def _setting(base: SelectConfig, target: Target, config: PlanConfig, work: Path)
         scale = train / plan.images
         target = _sampled(target, plan.images / train)
     select = dataclasses.replace(base, target_epochs=plan.epochs, dc_epochs=plan.epochs,
+                                 moco_epochs=plan.epochs,
+                                 moco_pool_sample=round(base.moco_pool_sample / scale),
                                  device=config.device, cache_dir=str(work / "select-cache"))
     return _Setting(target, scale, plan.epochs, select)
 
@@ -141,18 +165,59 @@ def _sampled(target: Target, share: float) -> Target:
 
 
 def _pool_for_fit(setting: _Setting) -> int:
-    """Pool images a fit sees (the domain classifier draws as many as target images)."""
-    return 2 * len(setting.target.train)
+    """Pool images a fit sees (the domain classifier draws as many as target images, a
+    MoCo on the target ``moco_pool_sample``)."""
+    return max(2 * len(setting.target.train), setting.config.moco_pool_sample)
+
+
+def _scorer(config: SelectConfig, device: Any, work: Path, setting: _Setting) -> Scorer:
+    context = ScoringContext(config, device, work / "select-cache", DistContext())
+    scorer = create_scorer(config.method, context)
+    scorer.check_target(setting.target)
+    return scorer
+
+
+def _fit_pool(order: np.ndarray, fit_images: int, select: SelectConfig, plan: PlanConfig
+              ) -> np.ndarray:
+    """The pool sample a method fits on: the images :func:`_score_cost` scores, and
+    more to ``fit_images`` (distinct, in ``order``)."""
+    scored = sum(_score_sizes(len(order), select, plan))
+    return order[:max(fit_images, scored)]
+
+
+def is_embeddings(model: SharedModel) -> bool:
+    """Whether a shared piece of work is a pool's embeddings (their cache folder is
+    ``embeddings-<key>``, features/embeddings.py), priced per pool image."""
+    return model.key.startswith(EMBEDDINGS)
+
+
+def _kind(model: SharedModel, config: SelectConfig) -> str:
+    """A cached model's kind; a pool's embeddings are known by their features."""
+    return f"{EMBEDDINGS}{config.features}" if is_embeddings(model) else model_kind(model.key)
+
+
+def _embedding_cost(model: SharedModel, config: SelectConfig, device: Any, work: Path,
+                    setting: _Setting, pool: ImageIndex) -> LinearCost:
+    """The pool's embeddings per image and once (the extractor, the target's own): the
+    fit's, and a second fit's on a quarter of its pool (its models found cached)."""
+    smaller = pool.take(np.arange(max(len(pool) // 4, 1)))
+    again = _scorer(config, device, work, setting)
+    again.fit(setting.target, smaller)
+    second = next(m for m in again.context.shared_models.values() if is_embeddings(m))
+    return LinearCost.through([(len(smaller), second.seconds or 0.0),
+                               (len(pool), model.seconds or 0.0)])
 
 
 def _fit(scorer: Scorer, setting: _Setting, pool: ImageIndex, config: PlanConfig
          ) -> tuple[float, dict[str, ModelRate]]:
-    """The real fit, timed; the training rate of each cached model it trained."""
+    """The real fit, timed; the training rate of each cached model it trained (a pool's
+    embeddings are computed, not trained: no steps)."""
     with StepClock() as clock:
         started = time.perf_counter()
         scorer.fit(setting.target, pool)
         seconds = time.perf_counter() - started
-    trained = [m for m in scorer.context.shared_models.values() if m.trained_here]
+    trained = [m for m in scorer.context.shared_models.values()
+               if m.trained_here and not is_embeddings(m)]
     rates = {}
     for model, starts in zip(trained, clock.starts(), strict=False):
         rates[model_kind(model.key)] = _model_rate(model, starts, setting, config)
@@ -172,9 +237,7 @@ def _model_rate(model: SharedModel, starts: list[float], setting: _Setting,
 def _score_cost(scorer: Scorer, pool: ImageIndex, order: np.ndarray, config: SelectConfig,
                 plan: PlanConfig) -> LinearCost:
     """Scoring two pool samples (after one warm-up batch): per image and per call."""
-    large = min(len(pool), plan.score_batches * config.batch_size)
-    small = max(large // 4, 1)
-    warm, first, second = _slices(order, [min(config.batch_size, large), small, large])
+    warm, first, second = _slices(order, _score_sizes(len(pool), config, plan))
     scorer.score(pool.take(warm))
     points = []
     for part in (first, second):
@@ -183,6 +246,12 @@ def _score_cost(scorer: Scorer, pool: ImageIndex, order: np.ndarray, config: Sel
         points.append((len(part), time.perf_counter() - started))
     scorer.context.skipped.clear()
     return LinearCost.through(points)
+
+
+def _score_sizes(pool: int, config: SelectConfig, plan: PlanConfig) -> list[int]:
+    """The warm-up batch and the two samples :func:`_score_cost` scores."""
+    large = min(pool, plan.score_batches * config.batch_size)
+    return [min(config.batch_size, large), max(large // 4, 1), large]
 
 
 def _slices(order: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
@@ -227,4 +296,5 @@ def _rate_text(cost: LinearCost) -> float | None:
     return round(1.0 / cost.per_item_seconds, 1) if cost.per_item_seconds > 0 else None
 
 
-__all__ = ["calibrate_selection", "model_kind", "MODEL_EPOCHS", "BASE_METHOD"]
+__all__ = ["calibrate_selection", "scored_methods", "model_kind", "MODEL_EPOCHS",
+           "BASE_METHOD"]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from condpretrain.config import FinetuneConfig
+from condpretrain.config.select import fused_methods
 from condpretrain.experiment.grid import Cell, cells
 from condpretrain.experiment.results import BASELINES, ENTIRE_POOL, RANDOM_INIT
 from condpretrain.experiment.runner import Experiment
@@ -76,29 +77,54 @@ def plan_grid(experiment: Experiment, sizes: Sizes, rates: Rates
 
 def _selection_jobs(experiment: Experiment, cell: Cell, sizes: Sizes, rates: SelectionRates,
                     jobs: dict[str, Job]) -> list[str]:
-    """The scoring (once per target, method and seed), the cached models it uses (once
-    per target and seed), and the re-selection of the cell's budget."""
+    """The scoring (once per target, method and seed; a fusion's parts' first), the
+    cached models it uses (once per target and seed), and the re-selection of the
+    cell's budget."""
     layout = experiment.layout
-    config = experiment.select_config(cell.target, cell.method, cell.seed)
-    method = rates.methods[cell.method]
-    scoring = layout.relative(layout.scores_dir(cell.target, cell.method, cell.seed))
-    chunks = max(1, -(-sizes.pool // config.chunk_size))
-    parts = {"index": rates.index_seconds, "select": rates.every.seconds(sizes.pool),
-             "fit": method.fit_seconds, "score": method.score.seconds(sizes.pool, calls=chunks)}
-    jobs.setdefault(scoring, Job(scoring, "select", sum(parts.values()),
-                                 {"pool_images": sizes.pool, "chunks": chunks,
-                                  **{k: round(v, 3) for k, v in parts.items()}}))
-    keys = [scoring]
-    for kind in method.models:
-        model = rates.models[kind]
-        key = f"{layout.relative(layout.cache_dir(cell.target))}/{kind}-seed{cell.seed}"
-        jobs.setdefault(key, Job(key, "select", model.seconds(config),
-                                 {"epochs": model.epochs(config)}))
-        keys.append(key)
+    keys = _scoring_jobs(experiment, cell.target, cell.method, cell.seed, sizes, rates, jobs)
     subset = layout.relative(layout.subset_dir(cell.target, cell.method, cell.budget, cell.seed))
     jobs.setdefault(subset, Job(subset, "select", rates.reselect.seconds(sizes.pool),
                                 {"pool_images": sizes.pool}))
     return [*keys, subset]
+
+
+def _scoring_jobs(experiment: Experiment, target: str, method: str, seed: int, sizes: Sizes,
+                  rates: SelectionRates, jobs: dict[str, Job]) -> list[str]:
+    """The jobs of (target, method, seed)'s scores, as ``experiment.selections.scored``
+    makes them: a method's scoring and cached models; a fusion's parts' and its own
+    ranking of their saved scores."""
+    layout = experiment.layout
+    scoring = layout.relative(layout.scores_dir(target, method, seed))
+    parts = fused_methods(method)
+    if parts:
+        keys = [key for part in parts
+                for key in _scoring_jobs(experiment, target, part, seed, sizes, rates, jobs)]
+        # It lists the pool, then reads each part's pool list and scores, ranks and writes
+        # its outputs: a re-selection's work per part (its own is not calibrated).
+        fused = rates.index_seconds + len(parts) * rates.reselect.seconds(sizes.pool)
+        jobs.setdefault(scoring, Job(scoring, "select", fused,
+                                     {"pool_images": sizes.pool, "fused": parts}))
+        return [*dict.fromkeys(keys), scoring]
+    config = experiment.select_config(target, method, seed)
+    rate = rates.methods[method]
+    chunks = max(1, -(-sizes.pool // config.chunk_size))
+    spent = {"index": rates.index_seconds, "select": rates.every.seconds(sizes.pool),
+             "fit": rate.fit_seconds, "score": rate.score.seconds(sizes.pool, calls=chunks)}
+    jobs.setdefault(scoring, Job(scoring, "select", sum(spent.values()),
+                                 {"pool_images": sizes.pool, "chunks": chunks,
+                                  **{k: round(v, 3) for k, v in spent.items()}}))
+    keys = [scoring]
+    for kind in rate.models:
+        key = f"{layout.relative(layout.cache_dir(target))}/{kind}-seed{seed}"
+        if kind in rates.embeddings:  # the pool's, computed once per features
+            jobs.setdefault(key, Job(key, "select", rates.embeddings[kind].seconds(sizes.pool),
+                                     {"pool_images": sizes.pool}))
+        else:
+            model = rates.models[kind]
+            jobs.setdefault(key, Job(key, "select", model.seconds(config),
+                                     {"epochs": model.epochs(config)}))
+        keys.append(key)
+    return keys
 
 
 def _pretrain_job(experiment: Experiment, cell: Cell, sizes: Sizes, rates: Rates,

@@ -155,6 +155,8 @@ class SelectionRates:
     reselect: LinearCost
     methods: dict[str, MethodRate]
     models: dict[str, ModelRate]
+    # a pool's embeddings by their features (``embeddings-classic``): per pool image
+    embeddings: dict[str, LinearCost] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
