@@ -131,7 +131,8 @@ def main() -> None:
                      (args.task, length, args.task_length)) if option}
         if args.task != "finetune":
             del sections["finetune"]
-        flags = [f"--{k}={json.dumps(v)}" for k, v in grid.items()]
+        flags = [f"--{k}={','.join(v)}" for k, v in grid.items() if k != "methods"]
+        flags.append(f"--methods={json.dumps(methods)}")
         flags += [f"--{k}={json.dumps(v)}" for k, v in sections.items() if v]
         if args.steps:
             flags.append(f"--steps={args.steps}")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from vocgen import make_voc
 
 from condpretrain.cli import main
@@ -46,10 +47,11 @@ def test_plan_end_to_end(two_part_pool: Path, stripes_target: Path, tmp_path: Pa
     assert [c["fits"] for c in plan["cells"]] == [True] * 4
     assert plan["cells"][-1]["cumulative_device_hours"] == \
         pytest.approx(plan["totals"]["once"]["total"])
-    assert plan["sizes"] == {"pool": 96, "target_train": 32, "target_test": 16}
+    assert plan["sizes"] == {"pool": 96, "targets": {"cars": {"train": 32, "test": 16}}}
     assert plan["device"] == "cpu" and plan["preset"] == "quick"
     assert set(plan["calibration"]["rates"]["pretrain"]) == {"supervised-16"}
-    assert "domain-classifier-resnet10" in plan["calibration"]["rates"]["selection"]["models"]
+    assert "domain-classifier-resnet10" in \
+        plan["calibration"]["rates"]["targets"]["cars"]["selection"]["models"]
     assert sorted(p.name for p in out.iterdir()) == ["plan.json"]  # scratch removed
     assert "4 of 4 cells fit in 100 device-hours" in result.stdout
     assert "cars supervised 16px 25% domain-classifier seed 0" in result.stdout
@@ -93,7 +95,8 @@ def test_a_detection_target_is_planned(two_part_pool: Path, tmp_path: Path):
     assert [job["key"].split("/")[:2] for job in detect] == [["detect", "voc07"]] * 2
     assert all(job["iterations"] == 6 and job["test_images"] == 4 for job in detect)
     assert all(c["finetune_device_hours"] > 0 for c in plan["cells"])
-    assert plan["calibration"]["runs"]["finetune"]["supervised"]["test_images"] == 2
+    assert plan["calibration"]["runs"]["targets"]["voc07"]["finetune"]["supervised"][
+        "test_images"] == 2
     assert " detect " in result.stdout.splitlines()[1]  # the column's title
 
 
@@ -107,3 +110,68 @@ def test_a_method_needing_labels_is_refused_for_a_voc_target(two_part_pool: Path
     assert last.startswith("condpretrain plan: error: targets.voc07: ")
     assert "clustering-min need its labels" in last
     assert not (tmp_path / "o").exists()
+
+
+def write_experiment(tmp_path: Path, pool: Path, targets: dict, **sections) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({
+        "pool": str(pool), "targets": targets, "preset": "quick", "methods": ["random"],
+        "budgets": [0.25], "resolutions": [16], "baselines": ["entire-pool"],
+        "select": {"device": "cpu"}, "pretrain": {"device": "cpu"},
+        "finetune": {"device": "cpu"}, **sections}))
+    return path
+
+
+def test_an_experiment_file_is_planned_with_every_target(two_part_pool: Path,
+                                                        stripes_target: Path, tmp_path: Path,
+                                                        capsys):
+    voc = make_voc(tmp_path / "VOC2007", train=6, test=2, size=48)
+    experiment = write_experiment(tmp_path, two_part_pool, {
+        "cars": str(stripes_target), "voc07": {"path": str(voc), "task": "detect"}},
+        detect={"iterations": 4, "device": "cpu"})
+    out = tmp_path / "out"
+    assert main(["plan", str(experiment), "--out", str(out), "--steps", "2",
+                 "--warmup-steps", "1", "--score-batches", "2", "--test-images", "2"]) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    # the runner's cells of both targets, in its order, from the file (preset included)
+    assert [(c["target"], c["method"]) for c in plan["cells"]] == [
+        ("cars", "entire-pool"), ("cars", "random"), ("voc07", "entire-pool"),
+        ("voc07", "random")]
+    assert plan["experiment"] == str(experiment) and plan["preset"] == "quick"
+    assert plan["sizes"]["targets"] == {"cars": {"train": 32, "test": 16},
+                                        "voc07": {"train": 6, "test": 2}}
+    rates = plan["calibration"]["rates"]
+    assert set(rates["targets"]) == {"cars", "voc07"} and "supervised-16" in rates["pretrain"]
+    assert set(rates["targets"]["cars"]["finetune"]) == {"supervised"}
+    assert set(rates["targets"]["voc07"]["tasks"]) == {"supervised"}
+    # one entire-pool pre-training serves both targets: one job, counted once
+    entire = {tuple(c["jobs"]["pretrain"]) for c in plan["cells"] if c["method"] == "entire-pool"}
+    assert len(entire) == 1
+    trained = [job["key"].split("/")[0] for job in plan["jobs"] if job["stage"] == "finetune"]
+    assert sorted(trained) == ["detect", "detect", "finetune", "finetune"]
+    assert "fine-tune/detect" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", "random"], "--methods: {file} sets the grid (pool, targets, methods...)"),
+    (["--source", "pool"], "--source: {file} sets the grid"),
+    (["--preset", "paper"], "--preset: {file} runs the quick preset; a plan calibrates it"),
+    (["--steps", "0"], "--steps must be at least 2, got 0"),
+])
+def test_an_experiment_files_grid_is_its_own(args, message, two_part_pool: Path,
+                                             stripes_target: Path, tmp_path: Path, capsys):
+    experiment = write_experiment(tmp_path, two_part_pool, {"cars": str(stripes_target)})
+    assert main(["plan", str(experiment), "--out", str(tmp_path / "o"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message.format(file=experiment) in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_mixed_target_is_refused(two_part_pool: Path, stripes_target: Path, tmp_path: Path,
+                                   capsys):
+    experiment = write_experiment(tmp_path, two_part_pool, {
+        "a": str(stripes_target), "b": str(stripes_target),
+        "both": {"mix": {"a": 0.5, "b": 0.5}}})
+    assert main(["plan", str(experiment), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == ("condpretrain plan: error: targets.both: a mix of "
+                                       "targets is not planned (plan a grid of its parts)\n")

@@ -23,6 +23,14 @@ def test_methods_read_as_the_experiment_files_fusions_and_features_included():
         ["random", "knn@classic"]
 
 
+def test_voc_folders_are_one_folder_or_a_yaml_list():
+    def voc(value):
+        return build_config(PlanConfig, "paper", task="detect", voc=value).voc
+
+    assert voc("[VOC2007, VOC2012]") == ["VOC2007", "VOC2012"]
+    assert voc("my VOC, 2007") == ["my VOC, 2007"]  # a folder's name is never split
+
+
 def test_tasks_and_sections_are_the_experiment_files():
     assert build_config(PlanConfig, "paper").task == FINETUNE_TASK
     for task in TASKS:

@@ -61,6 +61,12 @@ def experiment(tmp_path: Path, **grid) -> Experiment:
 SIZES = Sizes(pool=25_600, target_train=6_400, target_test=1_000)
 
 
+def planned(exp: Experiment, priced: Rates):
+    """The grid priced with ``priced`` and :data:`SIZES` for every target."""
+    names = list(exp.config.targets)
+    return plan_grid(exp, dict.fromkeys(names, SIZES), dict.fromkeys(names, priced))
+
+
 def job_of(plans, jobs, stage, **key):
     plan = next(p for p in plans if all(getattr(p.cell, k) == v for k, v in key.items()))
     (found,) = [jobs[k] for k in plan.jobs[stage] if k.startswith(stage)]
@@ -94,7 +100,7 @@ def test_run_rate_prices_images_not_steps():
 
 def test_pretraining_scales_linearly_with_the_budget(tmp_path):
     exp = experiment(tmp_path, budgets=[0.1, 0.2, 0.4], baselines=False)
-    plans, jobs = plan_grid(exp, SIZES, rates())
+    plans, jobs = planned(exp, rates())
     seconds = [job_of(plans, jobs, "pretrain", budget=b).seconds for b in (0.1, 0.2, 0.4)]
     # 2560 images x 90 epochs / 256 per step x 1 s: the paper's supervised schedule
     assert seconds[0] == pytest.approx(90 * 2560 / 256)
@@ -104,7 +110,7 @@ def test_pretraining_scales_linearly_with_the_budget(tmp_path):
 
 def test_each_resolution_takes_its_own_rate(tmp_path):
     exp = experiment(tmp_path, resolutions=[224, 112], baselines=["entire-pool"])
-    plans, jobs = plan_grid(exp, SIZES, rates(step=(1.0, 0.25)))
+    plans, jobs = planned(exp, rates(step=(1.0, 0.25)))
     at = {r: job_of(plans, jobs, "pretrain", resolution=r, method="entire-pool").seconds
           for r in (224, 112)}
     assert at[224] == pytest.approx(90 * 25_600 / 256)
@@ -116,7 +122,7 @@ def test_each_resolution_takes_its_own_rate(tmp_path):
 def test_scoring_and_the_cached_model_are_charged_to_each_cell_and_counted_once(tmp_path):
     exp = experiment(tmp_path, methods=["clustering-min", "active-learning"],
                      budgets=[0.1, 0.2], baselines=False)
-    plans, jobs = plan_grid(exp, SIZES, rates())
+    plans, jobs = planned(exp, rates())
     model = 60.0 + 30 * 30  # fixed + the paper's 30 target epochs
     chunks = math.ceil(SIZES.pool / 50_000)
     every = 10.0 + 5.0 + 0.01 * SIZES.pool
@@ -135,7 +141,7 @@ def test_scoring_and_the_cached_model_are_charged_to_each_cell_and_counted_once(
 
 def test_baselines_select_nothing_and_random_init_pretrains_nothing(tmp_path):
     exp = experiment(tmp_path, modes=["supervised", "moco"])
-    plans, _ = plan_grid(exp, SIZES, rates(modes=("supervised", "moco")))
+    plans, _ = planned(exp, rates(modes=("supervised", "moco")))
     by_method = {(p.cell.mode, p.cell.method): p.jobs for p in plans}
     for mode in ("supervised", "moco"):
         assert by_method[mode, "random-init"]["select"] == ()
@@ -146,7 +152,7 @@ def test_baselines_select_nothing_and_random_init_pretrains_nothing(tmp_path):
 
 def test_finetuning_follows_the_recipe_of_the_cells_backbone(tmp_path):
     exp = experiment(tmp_path, modes=["supervised", "moco"], baselines=["random-init"])
-    plans, jobs = plan_grid(exp, SIZES, rates(modes=("supervised", "moco")))
+    plans, jobs = planned(exp, rates(modes=("supervised", "moco")))
     epochs = {(p.cell.mode, p.cell.method): jobs[p.jobs["finetune"][0]].detail["epochs"]
               for p in plans}
     # MoCo backbones: the paper's 100-epoch recipe; random init and supervised: 90
@@ -162,7 +168,7 @@ def test_finetuning_is_evaluated_as_often_as_its_options_say(tmp_path):
                                             evaluation_seconds=20.0)
     exp = experiment(tmp_path, baselines=["random-init"],
                      finetune={"epochs": 30, "eval_every": 10})
-    plans, jobs = plan_grid(exp, SIZES, sparse)
+    plans, jobs = planned(exp, sparse)
     job = job_of(plans, jobs, "finetune", method="random-init")
     # 30 epochs of 6400 images at 64 a step, 29 turns, 2 passes besides the last one
     assert job.detail["evaluations"] == 3
@@ -171,7 +177,7 @@ def test_finetuning_is_evaluated_as_often_as_its_options_say(tmp_path):
 
 def test_the_cells_that_fit_are_a_prefix_in_the_runners_order(tmp_path):
     exp = experiment(tmp_path, methods=["random", "clustering-min"], budgets=[0.1, 0.2])
-    plans, jobs = plan_grid(exp, SIZES, rates())
+    plans, jobs = planned(exp, rates())
     labels = [p.cell.label for p in plans]
     assert labels[:2] == ["cars supervised random-init seed 0",
                           "cars supervised 224px 100% entire-pool seed 0"]
@@ -202,7 +208,7 @@ def test_a_downstream_target_is_priced_by_its_tasks_rate_and_shares_the_pool_run
         priced.tasks[mode] = TaskRate(step, fixed_seconds=60.0, precise_bn_seconds=0.1,
                                       evaluation_seconds=0.05)
         priced.task_work[mode] = work
-    plans, jobs = plan_grid(exp, SIZES, priced)
+    plans, jobs = planned(exp, priced)
     detected = [p for p in plans if p.cell.target == "voc"]
     assert {p.cell.task for p in detected} == {"detect"} and len(detected) == 6
     for plan in detected:  # random init included: the task runs whatever the backbone
@@ -226,7 +232,7 @@ def test_a_fusion_is_charged_its_parts_scorings_once_and_its_own_ranking(tmp_pat
     priced.selection.methods["knn@classic"] = MethodRate(1.0, LinearCost(0.5, 0.01),
                                                          ("embeddings-classic",))
     priced.selection.embeddings["embeddings-classic"] = LinearCost(3.0, 0.02)
-    plans, jobs = plan_grid(exp, SIZES, priced)
+    plans, jobs = planned(exp, priced)
     knn, fusion = plans
     embeddings = 3.0 + 0.02 * SIZES.pool
     every = 10.0 + 5.0 + 0.01 * SIZES.pool

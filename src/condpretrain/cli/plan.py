@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from condpretrain.cli.flags import add_config_flags, add_preset_flags, config_from_args
-from condpretrain.config import PlanConfig
+from condpretrain.cli.flags import (
+    add_config_flags,
+    add_preset_flags,
+    config_from_args,
+    flag_values,
+)
+from condpretrain.config import PlanConfig, build_config
 from condpretrain.config.plan import FINETUNE_TASK
 from condpretrain.errors import CondPretrainError
-from condpretrain.plan import plan
-from condpretrain.plan.make import PlanResult, fits_summary
+from condpretrain.experiment.schema import load_experiment
+from condpretrain.plan import plan, plan_file
+from condpretrain.plan.make import GRID_KEYS, PlanResult, fits_summary
 from condpretrain.plan.predict import STAGES
 from condpretrain.report.tables import hours_text
 
@@ -26,6 +32,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "that `condpretrain run` will take, and which cells it finishes within "
                     "--hours. Writes OUT/plan.json; run the experiment into "
                     "the same OUT and its report compares predicted with measured cost.")
+    parser.add_argument("experiment", nargs="?", metavar="EXPERIMENT.yaml",
+                        help="an experiment file: plan it as `condpretrain run` runs it "
+                             "(every target, its grid, sections and preset); without one, "
+                             "the grid is --source, --target and the grid options")
     parser.add_argument("--source", action="append", metavar="[NAME=]POOL",
                         help="an ImageFolder, flat image folder or path,label CSV; repeat to union")
     parser.add_argument("--target", metavar="[NAME=]TARGET",
@@ -36,16 +46,37 @@ def register(commands: argparse._SubParsersAction) -> None:
                              "to compare after the run")
     add_preset_flags(parser)
     add_config_flags(parser, PlanConfig)
-    parser.set_defaults(handler=run_plan)
+    parser.set_defaults(handler=run_plan, preset=None)  # an experiment file has its own
 
 
 def run_plan(args: argparse.Namespace) -> int:
+    if args.experiment:
+        return _plan_file(args)
+    args.preset = args.preset or "paper"
     config = config_from_args(args, PlanConfig)  # a bad option fails before any listing
     if not args.source:
         raise CondPretrainError("--source: give at least one image pool")
     if not args.target:
         raise CondPretrainError("--target: give the target dataset")
     print_plan(plan(args.source, args.target, args.out, config, args.preset))
+    return 0
+
+
+def _plan_file(args: argparse.Namespace) -> int:
+    """``plan EXPERIMENT.yaml``: the file's grid; the flags' calibration options."""
+    given = flag_values(args, PlanConfig)  # a bad option fails before the file is read
+    grid_flags = [name for name in (*GRID_KEYS, "task", "voc") if name in given]
+    if args.source or args.target or grid_flags:
+        flag = f"--{grid_flags[0]}" if grid_flags else ("--source" if args.source
+                                                        else "--target")
+        raise CondPretrainError(f"{flag}: {args.experiment} sets the grid (pool, targets, "
+                                "methods...): change it there")
+    grid = load_experiment(args.experiment)
+    if args.preset and args.preset != grid.preset:
+        raise CondPretrainError(f"--preset: {args.experiment} runs the {grid.preset} preset; "
+                                "a plan calibrates it")
+    config = build_config(PlanConfig, grid.preset, args.config, **given)
+    print_plan(plan_file(args.experiment, args.out, config))
     return 0
 
 

@@ -55,18 +55,30 @@ def parse_section(value: Any) -> Any:
 _AXIS: dict[str, Any] = {"min_items": 1, "unique": True}
 
 
+def _yaml_list(text: str) -> list[Any] | None:
+    """``text`` as a YAML list when it is one (``[a, b]``); None otherwise."""
+    if not text.lstrip().startswith("["):
+        return None
+    try:
+        parsed = yaml_loads(text)
+    except Exception:  # noqa: BLE001 - not a list: the caller reads it otherwise
+        return None
+    return parsed if isinstance(parsed, list) else None
+
+
+def parse_folders(value: Any) -> Any:
+    """Folders: a YAML list, or one folder (its name may hold commas or spaces)."""
+    if isinstance(value, str):
+        return _yaml_list(value) or [value]
+    return value
+
+
 def parse_methods(value: Any) -> Any:
     """The methods as an experiment file's ``methods:``: a YAML list (``'[random,
     "fuse:knn,random"]'``: a fusion holds a comma) or, from a flag, names separated by
     commas or spaces; each ``METHOD``, ``METHOD@FEATURES`` or ``fuse:A,B``, checked."""
     if isinstance(value, str):
-        parsed = None
-        if value.lstrip().startswith("["):
-            try:
-                parsed = yaml_loads(value)
-            except Exception:  # noqa: BLE001 - read below as names, and refused as such
-                parsed = None
-        value = parsed if isinstance(parsed, list) else value.replace(",", " ").split()
+        value = _yaml_list(value) or value.replace(",", " ").split()
     methods = value if isinstance(value, (list, tuple)) else [value]
     checked = []
     for method in methods:
@@ -128,9 +140,9 @@ class PlanConfig(Config):
                        "segment: the target is a VOC folder)", choices=_tasks)
     voc: list[str] = option(default_factory=list, help="the VOC folders a detect or segment "
                             "target trains on, the first one tested (default: the target's "
-                            "folder), as the experiment file's `voc:`", metavar="FOLDER",
-                            parse=lambda value: [value] if isinstance(value, str) else value,
-                            unique=True)
+                            "folder), as the experiment file's `voc:`: one folder, or a "
+                            "YAML list '[VOC2007, VOC2012]'", metavar="FOLDER",
+                            parse=parse_folders, unique=True)
     detect: dict[str, Any] = option(default_factory=dict, parse=parse_section,
                                     help="options of `detect`, as an experiment file's "
                                     "section (a mode's name holds that mode's own)",

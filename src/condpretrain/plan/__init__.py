@@ -32,4 +32,19 @@ def plan(sources: list[str] | str, target: str, out: str | Path,
     return make_plan(sources, target, out, config, preset)
 
 
-__all__ = ["plan"]
+def plan_file(experiment: str | Path, out: str | Path, config: PlanConfig | None = None
+              ) -> PlanResult:
+    """The same for an experiment file, as ``condpretrain run`` would run it: every
+    target, the file's grid, sections and preset (``config``: the calibration's options,
+    by default the file's preset's; its grid options are not read)."""
+    from condpretrain.config import PlanConfig as Options
+    from condpretrain.config import build_config
+    from condpretrain.experiment.schema import load_experiment
+    from condpretrain.plan.make import plan_experiment
+
+    grid = load_experiment(experiment)
+    config = config or build_config(Options, grid.preset)
+    return plan_experiment(grid, out, config, {"experiment": str(experiment)})
+
+
+__all__ = ["plan", "plan_file"]

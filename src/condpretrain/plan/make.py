@@ -20,6 +20,7 @@ from condpretrain.config import PlanConfig, build_config, to_dict
 from condpretrain.config.plan import FINETUNE_TASK
 from condpretrain.data.sources import ImageIndex, Target, open_pool, open_target, parse_spec
 from condpretrain.device import device_kind, resolve_device
+from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.grid import Cell
 from condpretrain.experiment.preflight import check_grid
 from condpretrain.experiment.results import KEY_COLUMNS
@@ -76,19 +77,31 @@ def make_plan(sources: list[str] | str, target: str, out: str | Path,
     config = config or build_config(PlanConfig, preset)
     config.validate()
     sources = [sources] if isinstance(sources, str) else list(sources)
+    grid = experiment_config(sources, target, config, preset)
+    return plan_experiment(grid, out, config, {"sources": sources, "target": target})
+
+
+def plan_experiment(grid: ExperimentConfig, out: str | Path, config: PlanConfig,
+                    described: dict[str, Any]) -> PlanResult:
+    """Calibrate on this machine for every target of ``grid``, predict every cell's
+    device-hours, and write ``OUT/plan.json`` (``described``: how the grid was given)."""
+    config.validate()
+    for name in grid.targets:
+        if grid.mix_of(name) is not None:
+            raise CondPretrainError(f"targets.{name}: a mix of targets is not planned (plan "
+                                    "a grid of its parts)")
     out = Path(out)
-    experiment = Experiment(experiment_config(sources, target, config, preset), out)
+    experiment = Experiment(grid, out)
     started = time.perf_counter()
-    pool, target_set, index_seconds = _listed(experiment)
+    pool, targets, index_seconds = _listed(experiment)
     check_grid(experiment)  # what `run` refuses at its start, refused before calibrating
-    sizes = Sizes(len(pool), len(target_set.train),
-                  len(target_set.test) if target_set.test is not None else 0)
     work = out / f".plan-calibration-{os.getpid()}"
     try:
-        rates, measured = calibrate(experiment, pool, target_set, index_seconds, config, work)
+        rates, measured = calibrate(experiment, pool, targets, index_seconds, config, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     calibration_seconds = time.perf_counter() - started
+    sizes = {name: _sizes(pool, target) for name, target in targets.items()}
     plans, jobs = plan_grid(experiment, sizes, rates)
     costs = schedule(plans, jobs, config.hours, PROCESSES)
     once, charged = totals(plans, jobs, PROCESSES), totals(plans, jobs, PROCESSES, once=False)
@@ -96,8 +109,11 @@ def make_plan(sources: list[str] | str, target: str, out: str | Path,
     path = out / PLAN_FILE
     write_plan(path, {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "device": device,
-        "processes": PROCESSES, "preset": preset, "sources": sources, "target": target,
-        "config": to_dict(config), "sizes": dataclasses.asdict(sizes), "hours": config.hours,
+        "processes": PROCESSES, "preset": grid.preset, **described,
+        "config": to_dict(config), "hours": config.hours,
+        "sizes": {"pool": len(pool), "targets": {name: {"train": size.target_train,
+                                                        "test": size.target_test}
+                                                 for name, size in sizes.items()}},
         "calibration": {"seconds": round(calibration_seconds, 3),
                         "rates": _rates_json(rates), "runs": measured},
         "cells": [cell_entry(cost) for cost in costs],
@@ -108,6 +124,11 @@ def make_plan(sources: list[str] | str, target: str, out: str | Path,
     log.info("plan: %d cells, %.4g device-hours (shared work once) -> %s", len(costs),
              once["total"], path)
     return PlanResult(path, device, costs, once, charged, config.hours, calibration_seconds)
+
+
+def _sizes(pool: ImageIndex, target: Target) -> Sizes:
+    return Sizes(len(pool), len(target.train),
+                 len(target.test) if target.test is not None else 0)
 
 
 def experiment_config(sources: list[str], target: str, config: PlanConfig, preset: str
@@ -123,43 +144,69 @@ def experiment_config(sources: list[str], target: str, config: PlanConfig, prese
     return parse_experiment(data, where="--" + "/--".join(SECTION_KEYS), base=Path.cwd())
 
 
-def _listed(experiment: Experiment) -> tuple[ImageIndex, Target, float]:
-    """The pool and target, and what listing them costs each ``select`` (the second
+def _listed(experiment: Experiment) -> tuple[ImageIndex, dict[str, Target], dict[str, float]]:
+    """The pool and the targets, and what listing them costs each ``select`` (the second
     listing: every run after the first finds the folder listings cached)."""
     config = experiment.config
-    spec = config.target_path(next(iter(config.targets)))
+    specs = {name: config.target_path(name) for name in config.targets}
     open_pool(config.pool)
-    open_target(spec)
     started = time.perf_counter()
-    pool, target = open_pool(config.pool), open_target(spec)
-    return pool, target, time.perf_counter() - started
+    pool = open_pool(config.pool)
+    pool_seconds = time.perf_counter() - started
+    targets, seconds = {}, {}
+    for name, spec in specs.items():
+        open_target(spec)
+        started = time.perf_counter()
+        targets[name] = open_target(spec)
+        seconds[name] = pool_seconds + time.perf_counter() - started
+    return pool, targets, seconds
 
 
-def calibrate(experiment: Experiment, pool: ImageIndex, target: Target, index_seconds: float,
-              config: PlanConfig, work: Path) -> tuple[Rates, dict[str, Any]]:
-    """Every rate the grid's prediction needs, measured with short real runs."""
+def calibrate(experiment: Experiment, pool: ImageIndex, targets: dict[str, Target],
+              index_seconds: dict[str, float], config: PlanConfig, work: Path
+              ) -> tuple[dict[str, Rates], dict[str, Any]]:
+    """Every rate the grid's prediction needs, measured with short real runs: the
+    pre-training's once (the pool's), the rest per target."""
     grid = experiment.config
-    name, seed = next(iter(grid.targets)), grid.seeds[0]
-    selection, select_runs = calibrate_selection(experiment, name, pool, target,
-                                                 index_seconds, config, work)
+    seed = grid.seeds[0]
+    first = next(iter(grid.targets))
     pretrain: dict[str, RunRate] = {}
     pretrain_cache: dict[int, LinearCost] = {}
-    finetune: dict[str, RunRate] = {}
-    finetune_cache: dict[int, LinearCost] = {}
-    tasks: dict[str, TaskRate] = {}
-    task_work: dict[str, TaskWork] = {}
-    runs: dict[str, Any] = {"select": select_runs, "pretrain": {}, "finetune": {}}
-    task = grid.target_task(name)
+    runs: dict[str, Any] = {"pretrain": {}, "targets": {}}
     for mode in grid.modes:
         for resolution in grid.resolutions:
-            cell = Cell(name, mode, resolution, min(grid.budgets), grid.methods[0], seed)
+            cell = Cell(first, mode, resolution, min(grid.budgets), grid.methods[0], seed)
             rate, cache, run = calibrate_pretrain(experiment, cell, pool, config, work)
             key = pretrain_key(mode, resolution)
             pretrain[key] = rate
             pretrain_cache.setdefault(resolution, cache)  # later builds find it made
             runs["pretrain"][key] = run
-        cell = Cell(name, mode, grid.resolutions[0], min(grid.budgets), grid.methods[0], seed,
-                    task=task)
+    rates = {}
+    for name, target in targets.items():
+        rates[name], runs["targets"][name] = _target_rates(
+            experiment, name, pool, target, index_seconds[name], config,
+            work / f"target-{len(rates)}", (pretrain, pretrain_cache))
+    return rates, runs
+
+
+def _target_rates(experiment: Experiment, name: str, pool: ImageIndex, target: Target,
+                  index_seconds: float, config: PlanConfig, work: Path,
+                  pretraining: tuple[dict[str, RunRate], dict[int, LinearCost]]
+                  ) -> tuple[Rates, dict[str, Any]]:
+    """A target's rates: its selection's, and per mode its fine-tuning's or its
+    downstream task's; the pre-training's, shared."""
+    grid = experiment.config
+    selection, select_runs = calibrate_selection(experiment, name, pool, target,
+                                                 index_seconds, config, work)
+    finetune: dict[str, RunRate] = {}
+    finetune_cache: dict[int, LinearCost] = {}
+    tasks: dict[str, TaskRate] = {}
+    task_work: dict[str, TaskWork] = {}
+    runs: dict[str, Any] = {"select": select_runs, "finetune": {}}
+    task = grid.target_task(name)
+    for mode in grid.modes:
+        cell = Cell(name, mode, grid.resolutions[0], min(grid.budgets), grid.methods[0],
+                    grid.seeds[0], task=task)
         if task != FINETUNE_TASK:  # the target's downstream task trains instead
             tasks[mode], task_work[mode], runs["finetune"][mode] = calibrate_task(
                 experiment, cell, config, work)
@@ -168,8 +215,7 @@ def calibrate(experiment: Experiment, pool: ImageIndex, target: Target, index_se
         finetune[mode] = rate
         finetune_cache.setdefault(experiment.finetune_config(cell, None).resolution, cache)
         runs["finetune"][mode] = run
-    return Rates(selection, pretrain, pretrain_cache, finetune, finetune_cache, tasks,
-                 task_work), runs
+    return Rates(selection, *pretraining, finetune, finetune_cache, tasks, task_work), runs
 
 
 def cell_entry(cost: CellCost) -> dict[str, Any]:
@@ -187,12 +233,17 @@ def _job_entry(job: Job) -> dict[str, Any]:
             **job.detail}
 
 
-def _rates_json(rates: Rates) -> dict[str, Any]:
-    """The measured rates, with images per second beside each training step."""
-    data = dataclasses.asdict(rates)
-    for group in ("pretrain", "finetune"):
-        for key, rate in getattr(rates, group).items():
-            data[group][key]["images_per_second"] = round(rate.images_per_second, 2)
+def _rates_json(rates: dict[str, Rates]) -> dict[str, Any]:
+    """The measured rates, the pre-training's once, with images per second beside each
+    training step."""
+    data: dict[str, Any] = {"targets": {}}
+    for name, target_rates in rates.items():
+        each = dataclasses.asdict(target_rates)
+        for group in ("pretrain", "finetune"):
+            for key, rate in getattr(target_rates, group).items():
+                each[group][key]["images_per_second"] = round(rate.images_per_second, 2)
+        data.update(pretrain=each.pop("pretrain"), pretrain_cache=each.pop("pretrain_cache"))
+        data["targets"][name] = each
     return data
 
 
@@ -206,5 +257,6 @@ def fits_summary(costs: list[CellCost]) -> dict[str, Any] | None:
             "device_hours": fitting[-1].cumulative if fitting else 0.0}
 
 
-__all__ = ["PlanResult", "make_plan", "experiment_config", "calibrate", "cell_entry",
+__all__ = ["PlanResult", "make_plan", "plan_experiment", "experiment_config", "calibrate",
+           "cell_entry",
            "fits_summary"]

@@ -59,18 +59,20 @@ class CellPlan:
     jobs: dict[str, tuple[str, ...]]
 
 
-def plan_grid(experiment: Experiment, sizes: Sizes, rates: Rates
+def plan_grid(experiment: Experiment, sizes: dict[str, Sizes], rates: dict[str, Rates]
               ) -> tuple[list[CellPlan], dict[str, Job]]:
-    """Every cell of the experiment in the runner's order, and every job, priced."""
+    """Every cell of the experiment in the runner's order, and every job, priced with
+    its target's sizes and rates."""
     jobs: dict[str, Job] = {}
     plans = []
     for cell in cells(experiment.config):
+        size, rate = sizes[cell.target], rates[cell.target]
         stages: dict[str, list[str]] = {stage: [] for stage in STAGES}
         if cell.method not in BASELINES:
-            stages["select"] += _selection_jobs(experiment, cell, sizes, rates.selection, jobs)
+            stages["select"] += _selection_jobs(experiment, cell, size, rate.selection, jobs)
         if cell.method != RANDOM_INIT:
-            stages["pretrain"].append(_pretrain_job(experiment, cell, sizes, rates, jobs))
-        stages["finetune"].append(_finetune_job(experiment, cell, sizes, rates, jobs))
+            stages["pretrain"].append(_pretrain_job(experiment, cell, size, rate, jobs))
+        stages["finetune"].append(_finetune_job(experiment, cell, size, rate, jobs))
         plans.append(CellPlan(cell, {stage: tuple(keys) for stage, keys in stages.items()}))
     return plans, jobs
 
