@@ -5,10 +5,12 @@
         --methods random,domain-classifier --budgets 0.25      # the small preset's schedules
     python bench/plan.py --device cuda --preset small --pool-per-class 2000 \
         --pretrain-epochs 0 --finetune-epochs 0 --threads 8                    # a GPU
-    python bench/plan.py --task detect --task-length 40     # a detection target (VOC)
+    python bench/plan.py --tasks detect --task-length 40    # a detection target (VOC)
+    python bench/plan.py --tasks finetune,detect,segment    # three targets, one plan
 
-Makes a pool of photo-like JPEGs (4 classes) and a labelled target (2 classes), runs
-`condpretrain plan ... --out OUT`, then `condpretrain run` of the same grid into OUT (both
+Makes a pool of photo-like JPEGs (4 classes) and a labelled target (2 classes) or a drawn
+VOC folder (`--tasks detect`), writes the grid as an experiment file, runs `condpretrain
+plan EXP --out OUT`, then `condpretrain run EXP` into OUT (both
 as a user would, in their own processes), and prints per cell and stage the predicted
 and measured device-hours and the error (predicted - measured) / measured, the totals
 with shared work counted once, and the median absolute error over cells and stages.
@@ -103,9 +105,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="compute threads per process (OMP_NUM_THREADS): on a machine "
                              "shared with other jobs, one thread keeps timings steady")
-    parser.add_argument("--task", default="finetune", choices=("finetune", "detect", "segment"),
-                        help="what trains on the target: a detect or segment target is a "
-                             "drawn VOC folder of --target-train + --target-test images")
+    parser.add_argument("--tasks", default="finetune",
+                        help="the targets, by what trains on each (comma-separated): "
+                             "finetune (photo-like classes), detect, segment (a drawn VOC "
+                             "folder of --target-train + --target-test images)")
     parser.add_argument("--task-length", type=int, default=0,
                         help="detect --iterations or segment --epochs (0: the preset's)")
     parser.add_argument("--voc-size", type=int, default=96, help="a VOC image's side (px)")
@@ -114,49 +117,44 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         out = Path(args.out) if args.out else work / "out"
-        pool, target = make_data(work / "data", args.pool_per_class, args.target_train,
-                                 args.target_test)
-        if args.task != "finetune":  # a VOC folder (tests/vocgen.py draws it)
-            target = make_voc(work / "data" / "VOC2007", train=args.target_train,
-                              test=args.target_test, size=args.voc_size)
-        # a YAML list when a method is a fusion (its parts are separated by commas)
-        methods = (yaml.safe_load(args.methods) if args.methods.lstrip().startswith("[")
-                   else args.methods.split(","))
-        grid = {"methods": methods, "budgets": args.budgets.split(","),
-                "resolutions": args.resolutions.split(","), "modes": args.modes.split(",")}
-        length = {"detect": "iterations", "segment": "epochs"}.get(args.task)
-        sections = {name: {option: value} if value else {} for name, option, value in
-                    (("pretrain", "epochs", args.pretrain_epochs),
-                     ("finetune", "epochs", args.finetune_epochs),
-                     (args.task, length, args.task_length)) if option}
-        if args.task != "finetune":
-            del sections["finetune"]
-        flags = [f"--{k}={','.join(v)}" for k, v in grid.items() if k != "methods"]
-        flags.append(f"--methods={json.dumps(methods)}")
-        flags += [f"--{k}={json.dumps(v)}" for k, v in sections.items() if v]
-        if args.steps:
-            flags.append(f"--steps={args.steps}")
-        name = "cars"
-        if args.task != "finetune":
-            flags.append(f"--task={args.task}")
-            name = "voc"
-        plan_seconds = cli(args.threads, "plan", "--source", f"pool={pool}", "--target",
-                           f"{name}={target}", "--preset", args.preset, "--device", args.device,
-                           "--out", str(out), *flags)
-        spec = str(target) if args.task == "finetune" else {"path": str(target),
-                                                              "task": args.task}
-        experiment = {"name": "bench-plan", "preset": args.preset, "pool": [f"pool={pool}"],
-                      "targets": {name: spec},
-                      **grid,
-                      "select": {"device": args.device},
-                      **{k: {**v, "device": args.device} for k, v in sections.items()}}
-        experiment["budgets"] = [float(b) for b in experiment["budgets"]]
-        experiment["resolutions"] = [int(r) for r in experiment["resolutions"]]
+        experiment = experiment_file(args, work)
         (work / "exp.yaml").write_text(yaml.safe_dump(experiment))
+        calibration = [f"--steps={args.steps}"] if args.steps else []
+        plan_seconds = cli(args.threads, "plan", str(work / "exp.yaml"), "--device",
+                           args.device, "--out", str(out), *calibration)
         run_seconds = cli(args.threads, "run", str(work / "exp.yaml"), "--out", str(out),
                           "--no-report")
         report(read_plan(out / PLAN_FILE), read_results(out / "results.csv"), plan_seconds,
                run_seconds)
+
+
+def experiment_file(args: argparse.Namespace, work: Path) -> dict:
+    """The grid as an experiment file: what `plan` prices and `run` then runs."""
+    pool, classes = make_data(work / "data", args.pool_per_class, args.target_train,
+                              args.target_test)
+    tasks = args.tasks.split(",")
+    targets: dict[str, object] = {}
+    if "finetune" in tasks:
+        targets["cars"] = str(classes)
+    voc = [task for task in tasks if task != "finetune"]
+    if voc:  # one VOC folder (tests/vocgen.py draws it) serves both tasks
+        folder = make_voc(work / "data" / "VOC2007", train=args.target_train,
+                          test=args.target_test, size=args.voc_size)
+        targets.update({f"voc-{task}": {"path": str(folder), "task": task} for task in voc})
+    # a YAML list when a method is a fusion (its parts are separated by commas)
+    methods = (yaml.safe_load(args.methods) if args.methods.lstrip().startswith("[")
+               else args.methods.split(","))
+    sections = {"pretrain": {"epochs": args.pretrain_epochs},
+                "finetune": {"epochs": args.finetune_epochs},
+                "detect": {"iterations": args.task_length},
+                "segment": {"epochs": args.task_length}}
+    return {"name": "bench-plan", "preset": args.preset, "pool": [f"pool={pool}"],
+            "targets": targets, "methods": methods,
+            "budgets": [float(b) for b in args.budgets.split(",")],
+            "resolutions": [int(r) for r in args.resolutions.split(",")],
+            "modes": args.modes.split(","), "select": {"device": args.device},
+            **{name: {**{k: v for k, v in options.items() if v}, "device": args.device}
+               for name, options in sections.items() if name in ("pretrain", *tasks)}}
 
 
 def report(plan: dict, rows: list[dict[str, str]], plan_seconds: float,

@@ -147,6 +147,7 @@ def test_cached_models_are_known_by_kind():
         "domain-classifier-resnet10"
     assert _epochs_option("target-model-resnet18") == MODEL_EPOCHS["target-model"]
     assert _epochs_option("domain-classifier-resnet10") == "dc_epochs"
+    assert _epochs_option("moco-target") == "moco_epochs"  # its key: moco-target-<hash>
     assert _epochs_option("my-own-model") is None
 
 
@@ -234,3 +235,22 @@ def test_an_embedding_scorer_is_calibrated_with_its_pools_embeddings(
     # the pool's embeddings: a cost per pool image, measured at two pool sizes
     assert rates.embeddings["embeddings-classic"].per_item_seconds > 0
     assert rates.methods["random"].models == ()
+
+
+def test_a_moco_on_the_target_is_priced_by_its_own_epochs(two_part_pool: Path,
+                                                          stripes_target: Path, tmp_path: Path):
+    config = build_config(PlanConfig, "quick", device="cpu", score_batches=2,
+                          methods="clustering-avg@moco:target")
+    exp = Experiment(experiment_config([str(two_part_pool)], str(stripes_target), config,
+                                       "quick"), tmp_path / "out")
+    pool, target = open_pool(exp.config.pool), open_target(str(stripes_target))
+    rates, _ = calibrate_selection(exp, "target", pool, target, 0.0, config, tmp_path / "w")
+    (method,) = rates.methods.values()
+    moco = [kind for kind in method.models if kind.startswith("moco-target")]
+    assert len(moco) == 1 and "embeddings-moco:target" in method.models
+    model = rates.models[moco[0]]
+    # priced by --moco-epochs, whatever the calibration trained
+    assert model.epochs_option == "moco_epochs" and model.epoch_seconds > 0
+    select = exp.select_config("target", "clustering-avg@moco:target", 0)
+    assert model.seconds(select) == pytest.approx(
+        model.fixed_seconds + select.moco_epochs * model.epoch_seconds)

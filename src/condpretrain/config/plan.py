@@ -105,10 +105,12 @@ class PlanConfig(Config):
                                  "`condpretrain run` finishes within them, in its order",
                                  low=0, low_open=True, metavar="H")
     methods: list[str] = option(default_factory=_paper_methods,
-                                help="selection methods (default: the paper's), each METHOD, "
-                                "METHOD@FEATURES or fuse:A,B (a YAML list when one is a "
-                                "fusion: '[random, \"fuse:knn,random\"]')",
-                                choices=method_choices, parse=parse_methods, **_AXIS)
+                                help="selection methods (default: the paper's), each "
+                                "METHOD (`condpretrain methods` lists them), METHOD@FEATURES "
+                                "or fuse:A,B (a YAML list when one is a fusion: '[random, "
+                                "\"fuse:knn,random\"]')",
+                                choices=method_choices, parse=parse_methods,
+                                metavar="METHODS", **_AXIS)
     budgets: list[float] = option(default_factory=lambda: [0.06, 0.12],
                                   help="shares of the pool to select, e.g. 0.06 or 6%",
                                   low=0, high=1, low_open=True, high_open=True,
@@ -175,8 +177,8 @@ class PlanConfig(Config):
         if self.voc and self.task == FINETUNE_TASK:
             raise CondPretrainError("--voc: only a detect or segment target trains on VOC "
                                     "folders (give --task)")
-        for task in ("detect", "segment"):
-            if getattr(self, task) and self.task != task:
+        for task in DOWNSTREAM_TASKS.choices()():  # each has a section of its options
+            if getattr(self, task, None) and self.task != task:
                 raise CondPretrainError(f"--{task}: options of a task the target does not "
                                         f"run (give --task {task})")
 

@@ -68,7 +68,7 @@ def model_kind(key: str) -> str:
 
 def _epochs_option(kind: str) -> str | None:
     return next((option for prefix, option in MODEL_EPOCHS.items()
-                 if kind.startswith(prefix + "-")), None)
+                 if kind == prefix or kind.startswith(prefix + "-")), None)
 
 
 @dataclasses.dataclass
@@ -106,10 +106,11 @@ def calibrate_selection(experiment: Experiment, target_name: str, pool: ImageInd
         own = max(fit - sum(m.seconds or 0.0 for m in shared if m.trained_here), 0.0)
         score = _score_cost(scorer, pool, order, select_config, config)
         kinds = tuple(_kind(m, select_config) for m in shared)
-        for model in shared:
-            if is_embeddings(model):
-                embeddings[_kind(model, select_config)] = _embedding_cost(
-                    model, select_config, device, work, setting, pool.take(fit_pool))
+        for model in shared:  # a pool's embeddings: measured once per features
+            kind = _kind(model, select_config)
+            if is_embeddings(model) and kind not in embeddings:
+                embeddings[kind] = _embedding_cost(model, select_config, device, work,
+                                                   setting, pool.take(fit_pool))
         methods[method] = MethodRate(own * setting.scale, score, kinds)
         measured[method] = {"fit_seconds": round(fit, 3),
                             "score_images_per_second": _rate_text(score)}
