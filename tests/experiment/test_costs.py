@@ -12,6 +12,7 @@ from fake_steps import FakePipeline
 
 from condpretrain.experiment import read_results, run
 from condpretrain.experiment.results import shared_work, total_device_hours
+from condpretrain.experiment.selections import shared_key
 
 MODEL_HOURS = 0.5  # the target-trained model: trained once, used by both methods
 OWN_SECONDS = 360.0  # each method's own scoring
@@ -67,7 +68,18 @@ def test_every_method_is_charged_the_shared_model(grid_file: Path, tmp_path: Pat
         assert float(row["select_seconds"]) == pytest.approx(OWN_SECONDS + 1800 + 0.5)
         assert float(row["select_device_hours"]) == pytest.approx(
             OWN_SECONDS / 3600 + MODEL_HOURS + reselect_hours, rel=1e-5)
-        assert shared_work(row)["target-model-resnet18-target-0"] == MODEL_HOURS
+        assert shared_work(row)["cache/target-model-resnet18-target-0"] == MODEL_HOURS
+
+
+def test_two_targets_models_of_one_recipe_are_two_pieces_of_work():
+    """Two targets of the same images (a VOC folder for detection and for segmentation)
+    train a model of the same key, each in its own cache folder: counted twice."""
+    detect = {"key": "domain-classifier-resnet10-0123456789abcdef",
+              "path": "/out/cache/voc-detect/domain-classifier-resnet10-0123456789abcdef.pt"}
+    segment = {**detect, "path": detect["path"].replace("voc-detect", "voc-segment")}
+    assert shared_key(detect) == "voc-detect/" + detect["key"]
+    assert shared_key(detect) != shared_key(segment)
+    assert shared_key({"key": "k"}) == "k"  # a record without the model's path
 
 
 def test_device_hours_are_seconds_times_processes(grid_file: Path, tmp_path: Path):

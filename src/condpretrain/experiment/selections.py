@@ -150,8 +150,9 @@ def scoring_charge(sel_dir: Path, key: str, measured: float | None = None
     if isinstance(cost, dict) and _is_number(cost.get("seconds")):
         models = [m for m in cost.get("shared", [])
                   if isinstance(m, dict) and _is_number(m.get("device_hours"))]
-        shared = {m["key"]: float(m["device_hours"]) for m in models}
-        seconds = {m["key"]: float(m["seconds"]) for m in models if _is_number(m.get("seconds"))}
+        shared = {shared_key(m): float(m["device_hours"]) for m in models}
+        seconds = {shared_key(m): float(m["seconds"]) for m in models
+                   if _is_number(m.get("seconds"))}
         own_seconds = cost.get("own_seconds")
         return ScoringCharge(
             float(cost["seconds"]), float(cost["device_hours"]),
@@ -163,6 +164,16 @@ def scoring_charge(sel_dir: Path, key: str, measured: float | None = None
         return None
     hours = device_hours(seconds, int(info.get("processes", 1)))
     return ScoringCharge(seconds, hours, {key: hours}, {key: seconds})
+
+
+def shared_key(model: dict[str, Any]) -> str:
+    """How the rows name a cached model they share: its file's name under its folder
+    (each target's cache is its own), so that two targets whose models have one recipe
+    and one set of images, each trained in its own folder, are counted twice."""
+    path = model.get("path")
+    if isinstance(path, str) and path:
+        return f"{Path(path).parent.name}/{model['key']}"
+    return str(model["key"])
 
 
 def combined(charges: list[ScoringCharge]) -> ScoringCharge:
