@@ -22,7 +22,7 @@ from condpretrain.errors import CondPretrainError
 from condpretrain.experiment import run
 from condpretrain.export import export_backbone
 from condpretrain.multi_target import select_multi
-from condpretrain.plan import plan
+from condpretrain.plan import plan, plan_file
 from condpretrain.report import report
 from condpretrain.selection import SelectionResult, reselect, select
 from condpretrain.train.common import RunResult
@@ -45,6 +45,7 @@ __all__ = [
     "build_config",
     "run",
     "plan",
+    "plan_file",
     "PlanConfig",
     "report",
     "demo",
