@@ -7,6 +7,7 @@
         --pretrain-epochs 0 --finetune-epochs 0 --threads 8                    # a GPU
     python bench/plan.py --tasks detect --task-length 40    # a detection target (VOC)
     python bench/plan.py --tasks finetune,detect,segment    # three targets, one plan
+    python bench/plan.py --tasks finetune,detect,mix        # and a mix of the two
 
 Makes a pool of photo-like JPEGs (4 classes) and a labelled target (2 classes) or a drawn
 VOC folder (`--tasks detect`), writes the grid as an experiment file, runs `condpretrain
@@ -108,7 +109,8 @@ def main() -> None:
     parser.add_argument("--tasks", default="finetune",
                         help="the targets, by what trains on each (comma-separated): "
                              "finetune (photo-like classes), detect, segment (a drawn VOC "
-                             "folder of --target-train + --target-test images)")
+                             "folder of --target-train + --target-test images); mix: a "
+                             "mixed target of the others too")
     parser.add_argument("--task-length", type=int, default=0,
                         help="detect --iterations or segment --epochs (0: the preset's)")
     parser.add_argument("--voc-size", type=int, default=96, help="a VOC image's side (px)")
@@ -136,11 +138,13 @@ def experiment_file(args: argparse.Namespace, work: Path) -> dict:
     targets: dict[str, object] = {}
     if "finetune" in tasks:
         targets["cars"] = str(classes)
-    voc = [task for task in tasks if task != "finetune"]
+    voc = [task for task in tasks if task in ("detect", "segment")]
     if voc:  # one VOC folder (tests/vocgen.py draws it) serves both tasks
         folder = make_voc(work / "data" / "VOC2007", train=args.target_train,
                           test=args.target_test, size=args.voc_size)
         targets.update({f"voc-{task}": {"path": str(folder), "task": task} for task in voc})
+    if "mix" in tasks:  # a mix of the other targets, in equal shares
+        targets["mix"] = {"mix": {name: round(1 / len(targets), 4) for name in targets}}
     # a YAML list when a method is a fusion (its parts are separated by commas)
     methods = (yaml.safe_load(args.methods) if args.methods.lstrip().startswith("[")
                else args.methods.split(","))

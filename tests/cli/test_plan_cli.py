@@ -167,11 +167,24 @@ def test_an_experiment_files_grid_is_its_own(args, message, two_part_pool: Path,
     assert not (tmp_path / "o").exists()
 
 
-def test_a_mixed_target_is_refused(two_part_pool: Path, stripes_target: Path, tmp_path: Path,
-                                   capsys):
+def test_a_mixed_target_is_planned_as_run_runs_it(two_part_pool: Path,
+                                                  stripes_target: Path, tmp_path: Path):
     experiment = write_experiment(tmp_path, two_part_pool, {
         "a": str(stripes_target), "b": str(stripes_target),
-        "both": {"mix": {"a": 0.5, "b": 0.5}}})
-    assert main(["plan", str(experiment), "--out", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err == ("condpretrain plan: error: targets.both: a mix of "
-                                       "targets is not planned (plan a grid of its parts)\n")
+        "both": {"mix": {"a": 0.5, "b": 0.5}}}, baselines=[])
+    out = tmp_path / "out"
+    assert main(["plan", str(experiment), "--out", str(out), "--steps", "2",
+                 "--warmup-steps", "1", "--score-batches", "2"]) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    mixed = [c for c in plan["cells"] if c["subset_for"] == "both"]
+    assert [c["target"] for c in mixed] == ["a", "b"]  # a row per part, one subset
+    first, second = mixed
+    # one pre-training on the merged subset serves both parts' rows
+    assert first["jobs"]["pretrain"] == second["jobs"]["pretrain"]
+    assert first["jobs"]["pretrain"][0].startswith("pretrain/supervised-16/both/")
+    # each row: both parts' scorings (those of the parts' own cells) and the merge
+    own = {c["target"]: c["jobs"]["select"][0] for c in plan["cells"] if not c["subset_for"]}
+    assert set(own.values()) <= set(first["jobs"]["select"])
+    assert first["jobs"]["select"][-1] == "select/both/random/seed0/b25"
+    assert first["jobs"]["finetune"] != second["jobs"]["finetune"]  # trained on each part
+    assert set(plan["sizes"]["targets"]) == {"a", "b"}  # a mix has no folder of its own

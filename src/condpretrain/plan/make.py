@@ -20,7 +20,6 @@ from condpretrain.config import PlanConfig, build_config, to_dict
 from condpretrain.config.plan import FINETUNE_TASK
 from condpretrain.data.sources import ImageIndex, Target, open_pool, open_target, parse_spec
 from condpretrain.device import device_kind, resolve_device
-from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.grid import Cell
 from condpretrain.experiment.preflight import check_grid
 from condpretrain.experiment.results import KEY_COLUMNS
@@ -86,10 +85,6 @@ def plan_experiment(grid: ExperimentConfig, out: str | Path, config: PlanConfig,
     """Calibrate on this machine for every target of ``grid``, predict every cell's
     device-hours, and write ``OUT/plan.json`` (``described``: how the grid was given)."""
     config.validate()
-    for name in grid.targets:
-        if grid.mix_of(name) is not None:
-            raise CondPretrainError(f"targets.{name}: a mix of targets is not planned (plan "
-                                    "a grid of its parts)")
     out = Path(out)
     experiment = Experiment(grid, out)
     started = time.perf_counter()
@@ -148,7 +143,9 @@ def _listed(experiment: Experiment) -> tuple[ImageIndex, dict[str, Target], dict
     """The pool and the targets, and what listing them costs each ``select`` (the second
     listing: every run after the first finds the folder listings cached)."""
     config = experiment.config
-    specs = {name: config.target_path(name) for name in config.targets}
+    # a mix has no folder: its parts are targets of the file, listed as such
+    specs = {name: config.target_path(name) for name in config.targets
+             if config.mix_of(name) is None}
     open_pool(config.pool)
     started = time.perf_counter()
     pool = open_pool(config.pool)
@@ -169,7 +166,7 @@ def calibrate(experiment: Experiment, pool: ImageIndex, targets: dict[str, Targe
     pre-training's once (the pool's), the rest per target."""
     grid = experiment.config
     seed = grid.seeds[0]
-    first = next(iter(grid.targets))
+    first = next(iter(targets))
     pretrain: dict[str, RunRate] = {}
     pretrain_cache: dict[int, LinearCost] = {}
     runs: dict[str, Any] = {"pretrain": {}, "targets": {}}

@@ -68,7 +68,9 @@ def plan_grid(experiment: Experiment, sizes: dict[str, Sizes], rates: dict[str, 
     for cell in cells(experiment.config):
         size, rate = sizes[cell.target], rates[cell.target]
         stages: dict[str, list[str]] = {stage: [] for stage in STAGES}
-        if cell.method not in BASELINES:
+        if cell.subset_for:  # a mix's subset, merged from its parts' scores
+            stages["select"] += _mix_jobs(experiment, cell, sizes, rates, jobs)
+        elif cell.method not in BASELINES:
             stages["select"] += _selection_jobs(experiment, cell, size, rate.selection, jobs)
         if cell.method != RANDOM_INIT:
             stages["pretrain"].append(_pretrain_job(experiment, cell, size, rate, jobs))
@@ -88,6 +90,25 @@ def _selection_jobs(experiment: Experiment, cell: Cell, sizes: Sizes, rates: Sel
     jobs.setdefault(subset, Job(subset, "select", rates.reselect.seconds(sizes.pool),
                                 {"pool_images": sizes.pool}))
     return [*keys, subset]
+
+
+def _mix_jobs(experiment: Experiment, cell: Cell, sizes: dict[str, Sizes],
+              rates: dict[str, Rates], jobs: dict[str, Job]) -> list[str]:
+    """A mix's subset (``experiment.mixes.mix_selection``): each part's scoring, with the
+    part's own rates, and the merge of their scores into the budget's subset, priced as
+    listing the pool plus a re-selection per part (not calibrated apart)."""
+    layout = experiment.layout
+    parts = list(experiment.config.mix_of(cell.subset_for) or {})
+    keys = [key for part in parts
+            for key in _scoring_jobs(experiment, part, cell.method, cell.seed, sizes[part],
+                                     rates[part].selection, jobs)]
+    merge = layout.relative(layout.subset_dir(cell.subset_for, cell.method, cell.budget,
+                                              cell.seed))
+    selection, pool = rates[cell.target].selection, sizes[cell.target].pool
+    jobs.setdefault(merge, Job(merge, "select", selection.index_seconds
+                               + len(parts) * selection.reselect.seconds(pool),
+                               {"pool_images": pool, "merged": parts}))
+    return [*dict.fromkeys(keys), merge]
 
 
 def _scoring_jobs(experiment: Experiment, target: str, method: str, seed: int, sizes: Sizes,
