@@ -12,6 +12,7 @@ from condpretrain.report.plan_table import (
     comparisons,
     median_abs_error,
     plan_blocks,
+    stage_label,
     total_comparisons,
 )
 from condpretrain.report.tables import Table
@@ -97,3 +98,13 @@ def test_a_plan_for_other_rows_or_a_broken_file_does_not_stop_the_report(tmp_pat
     (tmp_path / PLAN_FILE).write_text("[1, 2]")
     heading, note = plan_blocks(tmp_path, ROWS)
     assert isinstance(note, Paragraph) and "not a plan written by" in note.text
+
+
+def test_a_downstream_rows_training_is_named_by_its_task():
+    detected = [{**r, "task": "detect"} for r in ROWS]
+    found, _ = comparisons(PLAN, detected)
+    labels = {(c.stage, stage_label(c)) for c in found}
+    assert ("finetune", "VOC detection") in labels
+    assert ("pretrain", "Pre-training") in labels
+    plain, _ = comparisons(PLAN, ROWS)  # rows written before tasks: fine-tuning
+    assert {stage_label(c) for c in plain if c.stage == "finetune"} == {"Fine-tuning"}

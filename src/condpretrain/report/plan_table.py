@@ -18,6 +18,7 @@ from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.results import Row, row_key, total_device_hours
 from condpretrain.log import get_logger
 from condpretrain.plan.record import PLAN_FILE, STAGE_COLUMNS, read_plan
+from condpretrain.registry import DOWNSTREAM_TASKS
 from condpretrain.report.html import Block, Heading, Paragraph
 from condpretrain.report.tables import Table, hours_text, number
 from condpretrain.scoring.cost import device_hours
@@ -35,6 +36,7 @@ class Comparison:
     stage: str
     predicted: float
     measured: float
+    task: str = ""  # the row's task: a downstream task's name, or fine-tuning
 
     @property
     def ratio(self) -> float | None:
@@ -60,7 +62,8 @@ def comparisons(plan: dict[str, Any], rows: list[Row]) -> tuple[list[Comparison]
             predicted, measured = number(cell.get(column)), number(row.get(column))
             if measured is None or predicted is None or (predicted == 0 and measured == 0):
                 continue
-            found.append(Comparison(str(cell.get("label", "")), stage, predicted, measured))
+            found.append(Comparison(str(cell.get("label", "")), stage, predicted, measured,
+                                    str(row.get("task") or "")))
     return found, unplanned
 
 
@@ -123,11 +126,19 @@ def _cells_table(found: list[Comparison]) -> Table:
 
 
 def _table(title: str, first: str, found: list[Comparison], note: str) -> Table:
-    rows = [[c.label, STAGE_LABELS[c.stage], hours_text(c.predicted), hours_text(c.measured),
+    rows = [[c.label, stage_label(c), hours_text(c.predicted), hours_text(c.measured),
              f"{c.ratio:.2f}" if c.ratio is not None else "-", _percent(c.error, signed=True)]
             for c in found]
     return Table(title, [first, "Stage", "Predicted (device-h)", "Measured (device-h)",
                          "Measured / predicted", "Error"], rows, note=note)
+
+
+def stage_label(found: Comparison) -> str:
+    """The stage as the report names it; a downstream target's training by its task
+    ("VOC detection"), which results.csv charges to the fine-tuning columns."""
+    if found.stage == "finetune" and found.task in DOWNSTREAM_TASKS:
+        return str(DOWNSTREAM_TASKS[found.task].label)
+    return STAGE_LABELS[found.stage]
 
 
 def _percent(value: float | None, signed: bool = False) -> str:
@@ -137,4 +148,4 @@ def _percent(value: float | None, signed: bool = False) -> str:
 
 
 __all__ = ["Comparison", "comparisons", "total_comparisons", "median_abs_error",
-           "plan_blocks"]
+           "stage_label", "plan_blocks"]
