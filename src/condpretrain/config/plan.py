@@ -82,7 +82,8 @@ def parse_methods(value: Any) -> Any:
     methods = value if isinstance(value, (list, tuple)) else [value]
     checked = []
     for method in methods:
-        if isinstance(method, str) and len(fused_methods(method) or ["", ""]) < 2:
+        parts = fused_methods(method) if isinstance(method, str) else None
+        if parts is not None and len(parts) < 2:  # a fusion cut at its comma
             raise CondPretrainError(f"--methods: {method!r} fuses one method; a fusion holds "
                                     "commas, so give the methods as a YAML list: --methods "
                                     "'[random, \"fuse:knn,random\"]'")
@@ -91,6 +92,13 @@ def parse_methods(value: Any) -> Any:
         except CondPretrainError as exc:
             raise CondPretrainError(f"--methods: {str(exc).removeprefix('--method ')}") from None
     return checked
+
+
+def _section(command: str, per_mode: bool = True) -> Any:
+    """The options of ``command`` as YAML, as the experiment file's section of that name."""
+    own = " (a mode's name holds that mode's own)" if per_mode else ""
+    return option(default_factory=dict, parse=parse_section, metavar="YAML",
+                  help=f"options of `{command}`, as an experiment file's section{own}")
 
 
 def _paper_methods() -> list[str]:
@@ -126,17 +134,9 @@ class PlanConfig(Config):
     baselines: list[str] = option(default_factory=lambda: list(BASELINE_ROWS),
                                   help="baseline rows (true: both, false: none)",
                                   choices=BASELINE_ROWS, parse=_all_or_none, unique=True)
-    select: dict[str, Any] = option(default_factory=dict, parse=parse_section,
-                                    help="options of `select`, as an experiment file's section",
-                                    metavar="YAML")
-    pretrain: dict[str, Any] = option(default_factory=dict, parse=parse_section,
-                                      help="options of `pretrain`, as an experiment file's "
-                                      "section (a mode's name holds that mode's own)",
-                                      metavar="YAML")
-    finetune: dict[str, Any] = option(default_factory=dict, parse=parse_section,
-                                      help="options of `finetune`, as an experiment file's "
-                                      "section (a mode's name holds that mode's own)",
-                                      metavar="YAML")
+    select: dict[str, Any] = _section("select", per_mode=False)
+    pretrain: dict[str, Any] = _section("pretrain")
+    finetune: dict[str, Any] = _section("finetune")
     task: str = option(FINETUNE_TASK, "what trains on the target after pre-training: "
                        "finetune (a classification target) or a downstream task (detect, "
                        "segment: the target is a VOC folder)", choices=_tasks)
@@ -145,14 +145,8 @@ class PlanConfig(Config):
                             "folder), as the experiment file's `voc:`: one folder, or a "
                             "YAML list '[VOC2007, VOC2012]'", metavar="FOLDER",
                             parse=parse_folders, unique=True)
-    detect: dict[str, Any] = option(default_factory=dict, parse=parse_section,
-                                    help="options of `detect`, as an experiment file's "
-                                    "section (a mode's name holds that mode's own)",
-                                    metavar="YAML")
-    segment: dict[str, Any] = option(default_factory=dict, parse=parse_section,
-                                     help="options of `segment`, as an experiment file's "
-                                     "section (a mode's name holds that mode's own)",
-                                     metavar="YAML")
+    detect: dict[str, Any] = _section("detect")
+    segment: dict[str, Any] = _section("segment")
     # A few hundred steps give a rate within a few per cent on a GPU; the first steps
     # (allocator growth, cuDNN autotuning, first decodes) are not part of the rate.
     steps: int = option(200, "calibration: training steps timed per kind of run, after "
