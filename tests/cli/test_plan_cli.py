@@ -130,9 +130,12 @@ def test_an_experiment_file_is_planned_with_every_target(two_part_pool: Path,
         "cars": str(stripes_target), "voc07": {"path": str(voc), "task": "detect"}},
         detect={"iterations": 4, "device": "cpu"})
     out = tmp_path / "out"
-    assert main(["plan", str(experiment), "--out", str(out), "--steps", "2",
-                 "--warmup-steps", "1", "--score-batches", "2", "--test-images", "2"]) == 0
+    calibration = tmp_path / "calibration.yaml"  # the calibration's options: a file, flags
+    calibration.write_text("steps: 2\nwarmup_steps: 1\n")
+    assert main(["plan", str(experiment), "--out", str(out), "--config", str(calibration),
+                 "--score-batches", "2", "--test-images", "2"]) == 0
     plan = json.loads((out / "plan.json").read_text())
+    assert plan["config"]["steps"] == 2 and plan["config"]["score_batches"] == 2
     # the runner's cells of both targets, in its order, from the file (preset included)
     assert [(c["target"], c["method"]) for c in plan["cells"]] == [
         ("cars", "entire-pool"), ("cars", "random"), ("voc07", "entire-pool"),
@@ -157,13 +160,17 @@ def test_an_experiment_file_is_planned_with_every_target(two_part_pool: Path,
     (["--source", "pool"], "--source: {file} sets the grid"),
     (["--preset", "paper"], "--preset: {file} runs the quick preset; a plan calibrates it"),
     (["--steps", "0"], "--steps must be at least 2, got 0"),
+    (["--config", "{config}"], "--config: {config} sets budgets, which {file} sets"),
 ])
 def test_an_experiment_files_grid_is_its_own(args, message, two_part_pool: Path,
                                              stripes_target: Path, tmp_path: Path, capsys):
     experiment = write_experiment(tmp_path, two_part_pool, {"cars": str(stripes_target)})
+    config = tmp_path / "plan.yaml"  # calibration options, and a grid key
+    config.write_text("steps: 4\nbudgets: [0.5]\n")
+    args = [arg.format(config=config) for arg in args]
     assert main(["plan", str(experiment), "--out", str(tmp_path / "o"), *args]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message.format(file=experiment) in err
+    assert err.count("\n") == 1 and message.format(file=experiment, config=config) in err
     assert not (tmp_path / "o").exists()
 
 

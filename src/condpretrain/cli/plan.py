@@ -76,6 +76,12 @@ def _plan_file(args: argparse.Namespace) -> int:
         raise CondPretrainError(f"--preset: {args.experiment} runs the {grid.preset} preset; "
                                 "a plan calibrates it")
     config = build_config(PlanConfig, grid.preset, args.config, **given)
+    defaults = build_config(PlanConfig, grid.preset)
+    grid_keys = [name for name in (*GRID_KEYS, "task", "voc")
+                 if getattr(config, name) != getattr(defaults, name)]
+    if grid_keys:  # from --config: the file's grid would be silently another
+        raise CondPretrainError(f"--config: {args.config} sets {grid_keys[0]}, which "
+                                f"{args.experiment} sets: change it there")
     print_plan(plan_file(args.experiment, args.out, config))
     return 0
 
