@@ -15,7 +15,7 @@ from condpretrain.config.plan import FINETUNE_TASK
 from condpretrain.errors import CondPretrainError
 from condpretrain.experiment.schema import load_experiment
 from condpretrain.plan import plan, plan_file
-from condpretrain.plan.make import GRID_KEYS, PlanResult, fits_summary
+from condpretrain.plan.make import FILE_KEYS, PlanResult, fits_summary
 from condpretrain.plan.predict import STAGES
 from condpretrain.report.tables import hours_text
 
@@ -65,7 +65,7 @@ def run_plan(args: argparse.Namespace) -> int:
 def _plan_file(args: argparse.Namespace) -> int:
     """``plan EXPERIMENT.yaml``: the file's grid; the flags' calibration options."""
     given = flag_values(args, PlanConfig)  # a bad option fails before the file is read
-    grid_flags = [name for name in (*GRID_KEYS, "task", "voc") if name in given]
+    grid_flags = [name for name in FILE_KEYS if name in given]
     if args.source or args.target or grid_flags:
         flag = f"--{grid_flags[0]}" if grid_flags else ("--source" if args.source
                                                         else "--target")
@@ -77,7 +77,7 @@ def _plan_file(args: argparse.Namespace) -> int:
                                 "a plan calibrates it")
     config = build_config(PlanConfig, grid.preset, args.config, **given)
     defaults = build_config(PlanConfig, grid.preset)
-    grid_keys = [name for name in (*GRID_KEYS, "task", "voc")
+    grid_keys = [name for name in FILE_KEYS
                  if getattr(config, name) != getattr(defaults, name)]
     if grid_keys:  # from --config: the file's grid would be silently another
         raise CondPretrainError(f"--config: {args.config} sets {grid_keys[0]}, which "

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from condpretrain.config import PlanConfig, build_config, to_dict
-from condpretrain.config.plan import FINETUNE_TASK
 from condpretrain.data.sources import ImageIndex, Target, open_pool, open_target, parse_spec
 from condpretrain.device import device_kind, resolve_device
 from condpretrain.experiment.grid import Cell
@@ -25,6 +24,7 @@ from condpretrain.experiment.preflight import check_grid
 from condpretrain.experiment.results import KEY_COLUMNS
 from condpretrain.experiment.runner import Experiment
 from condpretrain.experiment.schema import ExperimentConfig, parse_experiment
+from condpretrain.experiment.target_schema import FINETUNE_TASK
 from condpretrain.log import get_logger
 from condpretrain.plan.calibrate import calibrate_finetune, calibrate_pretrain
 from condpretrain.plan.calibrate_select import calibrate_selection
@@ -55,6 +55,8 @@ PROCESSES = 1  # the calibration measures one process on one device
 SECTION_KEYS = ("select", "pretrain", "finetune", "detect", "segment")
 GRID_KEYS = ("methods", "budgets", "resolutions", "modes", "seeds", "baselines",
              *SECTION_KEYS)
+# What an experiment file sets: with one, the plan's options say only how to calibrate.
+FILE_KEYS = (*GRID_KEYS, "task", "voc")
 
 
 @dataclass
@@ -254,6 +256,5 @@ def fits_summary(costs: list[CellCost]) -> dict[str, Any] | None:
             "device_hours": fitting[-1].cumulative if fitting else 0.0}
 
 
-__all__ = ["PlanResult", "make_plan", "plan_experiment", "experiment_config", "calibrate",
-           "cell_entry",
-           "fits_summary"]
+__all__ = ["PlanResult", "GRID_KEYS", "FILE_KEYS", "make_plan", "plan_experiment",
+           "experiment_config", "calibrate", "cell_entry", "fits_summary"]

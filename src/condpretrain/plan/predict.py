@@ -96,7 +96,7 @@ def _mix_jobs(experiment: Experiment, cell: Cell, sizes: dict[str, Sizes],
               rates: dict[str, Rates], jobs: dict[str, Job]) -> list[str]:
     """A mix's subset (``experiment.mixes.mix_selection``): each part's scoring, with the
     part's own rates, and the merge of their scores into the budget's subset, priced as
-    listing the pool plus a re-selection per part (not calibrated apart)."""
+    a fusion's ranking (:func:`ranking_seconds`)."""
     layout = experiment.layout
     parts = list(experiment.config.mix_of(cell.subset_for) or {})
     keys = [key for part in parts
@@ -104,11 +104,18 @@ def _mix_jobs(experiment: Experiment, cell: Cell, sizes: dict[str, Sizes],
                                      rates[part].selection, jobs)]
     merge = layout.relative(layout.subset_dir(cell.subset_for, cell.method, cell.budget,
                                               cell.seed))
-    selection, pool = rates[cell.target].selection, sizes[cell.target].pool
-    jobs.setdefault(merge, Job(merge, "select", selection.index_seconds
-                               + len(parts) * selection.reselect.seconds(pool),
+    pool = sizes[cell.target].pool
+    jobs.setdefault(merge, Job(merge, "select",
+                               ranking_seconds(rates[cell.target].selection, parts, pool),
                                {"pool_images": pool, "merged": parts}))
     return [*dict.fromkeys(keys), merge]
+
+
+def ranking_seconds(rates: SelectionRates, parts: list[str], pool: int) -> float:
+    """Ranking saved scores of ``parts`` into one (a fusion, a mix's merge): it lists the
+    pool, then reads each part's pool list and scores, ranks and writes its outputs, a
+    re-selection's work per part (its own is not calibrated)."""
+    return rates.index_seconds + len(parts) * rates.reselect.seconds(pool)
 
 
 def _scoring_jobs(experiment: Experiment, target: str, method: str, seed: int, sizes: Sizes,
@@ -122,10 +129,8 @@ def _scoring_jobs(experiment: Experiment, target: str, method: str, seed: int, s
     if parts:
         keys = [key for part in parts
                 for key in _scoring_jobs(experiment, target, part, seed, sizes, rates, jobs)]
-        # It lists the pool, then reads each part's pool list and scores, ranks and writes
-        # its outputs: a re-selection's work per part (its own is not calibrated).
-        fused = rates.index_seconds + len(parts) * rates.reselect.seconds(sizes.pool)
-        jobs.setdefault(scoring, Job(scoring, "select", fused,
+        jobs.setdefault(scoring, Job(scoring, "select",
+                                     ranking_seconds(rates, parts, sizes.pool),
                                      {"pool_images": sizes.pool, "fused": parts}))
         return [*dict.fromkeys(keys), scoring]
     config = experiment.select_config(target, method, seed)
@@ -259,4 +264,4 @@ def totals(plans: list[CellPlan], jobs: dict[str, Job], processes: int = 1,
 
 
 __all__ = ["STAGES", "Job", "CellPlan", "CellCost", "finetune_recipe", "plan_grid",
-           "schedule", "totals"]
+           "ranking_seconds", "schedule", "totals"]
